@@ -1,0 +1,494 @@
+/* porta-backend.c: flock, OFD and POSIX locks, and the lock file itself
+ *
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ */
+
+#include "config.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#ifdef HAVE_SYS_VFS_H
+# include <sys/vfs.h>
+#endif
+
+#include <gio/gio.h>
+
+#include "porta-backend-private.h"
+#include "porta-i18n-private.h"
+
+/* flock(2): owned by the open file description. */
+
+static int
+flock_lock (int fd, PortaLockMode mode, gboolean block)
+{
+  int op = mode == PORTA_LOCK_MODE_SHARED ? LOCK_SH : LOCK_EX;
+
+  if (!block)
+    op |= LOCK_NB;
+  if (flock (fd, op) == 0)
+    return 0;
+  return errno == EAGAIN ? EWOULDBLOCK : errno;
+}
+
+static int
+flock_unlock (int fd)
+{
+  return flock (fd, LOCK_UN) == 0 ? 0 : errno;
+}
+
+/* fcntl(2) record locks on the whole file, in their OFD or classic form. */
+
+static int
+fcntl_lock (int fd, int cmd, short type)
+{
+  struct flock fl = { 0 };
+
+  fl.l_type = type;
+  fl.l_whence = SEEK_SET;
+  fl.l_start = 0;
+  fl.l_len = 0;
+  if (fcntl (fd, cmd, &fl) == 0)
+    return 0;
+  /* A conflicting fcntl lock is reported as EAGAIN or EACCES. */
+  if (errno == EAGAIN || errno == EACCES)
+    return EWOULDBLOCK;
+  return errno;
+}
+
+#ifdef HAVE_OFD_LOCKS
+static int
+ofd_lock (int fd, PortaLockMode mode, gboolean block)
+{
+  return fcntl_lock (fd, block ? F_OFD_SETLKW : F_OFD_SETLK,
+                     mode == PORTA_LOCK_MODE_SHARED ? F_RDLCK : F_WRLCK);
+}
+
+static int
+ofd_unlock (int fd)
+{
+  return fcntl_lock (fd, F_OFD_SETLK, F_UNLCK);
+}
+#endif
+
+static int
+posix_lock (int fd, PortaLockMode mode, gboolean block)
+{
+  return fcntl_lock (fd, block ? F_SETLKW : F_SETLK,
+                     mode == PORTA_LOCK_MODE_SHARED ? F_RDLCK : F_WRLCK);
+}
+
+static int
+posix_unlock (int fd)
+{
+  return fcntl_lock (fd, F_SETLK, F_UNLCK);
+}
+
+static const PortaBackendOps flock_ops = {
+  PORTA_BACKEND_FLOCK, "flock", FALSE, FALSE, flock_lock, flock_unlock,
+};
+
+#ifdef HAVE_OFD_LOCKS
+static const PortaBackendOps ofd_ops = {
+  PORTA_BACKEND_OFD, "ofd", TRUE, FALSE, ofd_lock, ofd_unlock,
+};
+#endif
+
+static const PortaBackendOps posix_ops = {
+  PORTA_BACKEND_POSIX, "posix", TRUE, TRUE, posix_lock, posix_unlock,
+};
+
+PortaBackend
+porta_backend_resolve (PortaBackend backend)
+{
+  return backend == PORTA_BACKEND_DEFAULT ? PORTA_BACKEND_FLOCK : backend;
+}
+
+const PortaBackendOps *
+porta_backend_get_ops (PortaBackend backend)
+{
+  switch (porta_backend_resolve (backend))
+    {
+    case PORTA_BACKEND_FLOCK:
+      return &flock_ops;
+    case PORTA_BACKEND_OFD:
+#ifdef HAVE_OFD_LOCKS
+      return &ofd_ops;
+#else
+      return NULL;
+#endif
+    case PORTA_BACKEND_POSIX:
+      return &posix_ops;
+    case PORTA_BACKEND_DEFAULT:
+    default:
+      return NULL;
+    }
+}
+
+const char *
+porta_backend_get_name (PortaBackend backend)
+{
+  switch (porta_backend_resolve (backend))
+    {
+    case PORTA_BACKEND_FLOCK:
+      return "flock";
+    case PORTA_BACKEND_OFD:
+      return "ofd";
+    case PORTA_BACKEND_POSIX:
+      return "posix";
+    case PORTA_BACKEND_DEFAULT:
+    default:
+      return "unknown";
+    }
+}
+
+/* POSIX locks belong to the process, and closing *any* descriptor of a file
+ * drops every POSIX lock the process holds on it. So that no PortaLock drops
+ * another one's POSIX lock, the descriptors of lock files are closed under
+ * one mutex, and while a POSIX-backed lock has a file open, the descriptors
+ * other locks close on that file are only unlocked and parked, to be closed
+ * when the last POSIX user of the file closes its own. A second POSIX-backed
+ * lock on a file already open for one is refused: the kernel would merge
+ * both into one lock of the process. */
+
+typedef struct
+{
+  dev_t   dev;
+  ino_t   ino;
+  guint   n_posix;
+  GArray *parked_fds;
+} PosixEntry;
+
+static GMutex      registry_lock;
+static GHashTable *registry;   /* owned by registry_lock */
+
+static guint
+posix_entry_hash (gconstpointer key)
+{
+  const PosixEntry *e = key;
+
+  return (guint) e->ino ^ (guint) (e->ino >> 32) ^ (guint) e->dev;
+}
+
+static gboolean
+posix_entry_equal (gconstpointer a,
+                   gconstpointer b)
+{
+  const PosixEntry *ea = a, *eb = b;
+
+  return ea->dev == eb->dev && ea->ino == eb->ino;
+}
+
+static PosixEntry *
+registry_lookup (dev_t dev,
+                 ino_t ino)
+{
+  PosixEntry key = { dev, ino, 0, NULL };
+
+  if (registry == NULL)
+    return NULL;
+  return g_hash_table_lookup (registry, &key);
+}
+
+static void
+close_noerror (int fd)
+{
+  int errsv = errno;
+
+  /* close() is never retried on Linux: the descriptor is gone either way */
+  (void) close (fd);
+  errno = errsv;
+}
+
+static gboolean
+is_missing_folder (const char *path)
+{
+  g_autofree char *dir = g_path_get_dirname (path);
+
+  return !g_file_test (dir, G_FILE_TEST_IS_DIR);
+}
+
+static void
+set_open_error (GError     **error,
+                int          errsv,
+                const char  *path,
+                const char  *display)
+{
+  if (errsv == ENOENT && is_missing_folder (path))
+    {
+      g_autofree char *dir = g_path_get_dirname (display);
+
+      g_set_error (error, G_IO_ERROR, G_IO_ERROR_NOT_FOUND,
+                   _("Cannot create lock file “%s”: the folder “%s” does not exist"),
+                   display, dir);
+    }
+  else if (errsv == ELOOP)
+    g_set_error (error, G_IO_ERROR, G_IO_ERROR_TOO_MANY_LINKS,
+                 _("Refusing to lock “%s”: it is a symbolic link "
+                   "(use PORTA_LOCK_FLAGS_FOLLOW_SYMLINKS to follow it)"),
+                 display);
+  else if (errsv == EISDIR)
+    g_set_error (error, G_IO_ERROR, G_IO_ERROR_IS_DIRECTORY,
+                 _("Cannot lock “%s”: it is a folder"), display);
+  else
+    g_set_error (error, G_IO_ERROR, g_io_error_from_errno (errsv),
+                 _("Cannot open lock file “%s”: %s"),
+                 display, g_strerror (errsv));
+}
+
+static int
+open_lock_fd (const char            *path,
+              PortaLockMode          mode,
+              PortaLockFlags         flags,
+              const PortaBackendOps *ops)
+{
+  /* O_NONBLOCK: opening a FIFO must fail the regular-file check below,
+   * not hang waiting for a writer. It changes nothing for regular files. */
+  int common = O_CLOEXEC | O_NOCTTY | O_NONBLOCK;
+  int fd;
+  int errsv;
+
+  if (!(flags & PORTA_LOCK_FLAGS_FOLLOW_SYMLINKS))
+    common |= O_NOFOLLOW;
+
+  fd = open (path, O_RDWR | O_CREAT | common, 0644);
+  if (fd >= 0 || (errno != EACCES && errno != EROFS && errno != EPERM))
+    return fd;
+
+  /* Not writable: flock() locks and fcntl() read locks work on a
+   * descriptor opened for reading only. */
+  errsv = errno;
+  if (mode == PORTA_LOCK_MODE_EXCLUSIVE && ops->exclusive_needs_write)
+    return -1;
+  fd = open (path, O_RDONLY | common);
+  if (fd < 0 && errno == ENOENT)
+    errno = errsv;
+  return fd;
+}
+
+gboolean
+porta_lock_file_open (PortaLockFile          *lf,
+                      const char             *path,
+                      const char             *display,
+                      PortaLockMode           mode,
+                      PortaLockFlags          flags,
+                      const PortaBackendOps  *ops,
+                      GError                **error)
+{
+  struct stat st;
+  int fd;
+
+  g_assert (lf->fd < 0);
+
+  fd = open_lock_fd (path, mode, flags, ops);
+  if (fd < 0)
+    {
+      int errsv = errno;
+
+      if ((errsv == EACCES || errsv == EROFS || errsv == EPERM) &&
+          mode == PORTA_LOCK_MODE_EXCLUSIVE && ops->exclusive_needs_write)
+        g_set_error (error, G_IO_ERROR, G_IO_ERROR_PERMISSION_DENIED,
+                     _("Cannot take an exclusive %s lock on “%s”: "
+                       "the file cannot be opened for writing (%s)"),
+                     ops->name, display, g_strerror (errsv));
+      else
+        set_open_error (error, errsv, path, display);
+      return FALSE;
+    }
+
+  if (fstat (fd, &st) != 0)
+    {
+      int errsv = errno;
+
+      close_noerror (fd);
+      set_open_error (error, errsv, path, display);
+      return FALSE;
+    }
+
+  if (!S_ISREG (st.st_mode))
+    {
+      if (S_ISDIR (st.st_mode))
+        g_set_error (error, G_IO_ERROR, G_IO_ERROR_IS_DIRECTORY,
+                     _("Cannot lock “%s”: it is a folder"), display);
+      else
+        g_set_error (error, G_IO_ERROR, G_IO_ERROR_NOT_REGULAR_FILE,
+                     _("Cannot lock “%s”: it is not a regular file"), display);
+      porta_lock_file_close (&(PortaLockFile) { fd, st.st_dev, st.st_ino }, ops);
+      return FALSE;
+    }
+
+  if (ops->per_process)
+    {
+      PosixEntry *entry;
+
+      g_mutex_lock (&registry_lock);
+      if (registry == NULL)
+        registry = g_hash_table_new (posix_entry_hash, posix_entry_equal);
+      entry = registry_lookup (st.st_dev, st.st_ino);
+      if (entry != NULL && entry->n_posix > 0)
+        {
+          /* Closing it would drop the other lock: park it instead. */
+          g_array_append_val (entry->parked_fds, fd);
+          g_mutex_unlock (&registry_lock);
+          g_set_error (error, G_IO_ERROR, G_IO_ERROR_BUSY,
+                       _("Cannot lock “%s” with the posix backend: another lock "
+                         "in this process has it open, and POSIX locks cannot "
+                         "tell two holders in one process apart (use the flock "
+                         "or ofd backend)"),
+                       display);
+          return FALSE;
+        }
+      if (entry == NULL)
+        {
+          entry = g_new0 (PosixEntry, 1);
+          entry->dev = st.st_dev;
+          entry->ino = st.st_ino;
+          entry->parked_fds = g_array_new (FALSE, FALSE, sizeof (int));
+          g_hash_table_add (registry, entry);
+        }
+      entry->n_posix++;
+      g_mutex_unlock (&registry_lock);
+    }
+
+  lf->fd = fd;
+  lf->dev = st.st_dev;
+  lf->ino = st.st_ino;
+  return TRUE;
+}
+
+/* Returns 0 when @path still names the file @lf has open, ENOENT or ESTALE
+ * when it was deleted or replaced since (another holder released with
+ * PORTA_LOCK_FLAGS_DELETE_ON_RELEASE), or another errno value. */
+int
+porta_lock_file_check (const PortaLockFile *lf,
+                       const char          *path,
+                       PortaLockFlags       flags)
+{
+  struct stat st;
+  int r;
+
+  if (flags & PORTA_LOCK_FLAGS_FOLLOW_SYMLINKS)
+    r = stat (path, &st);
+  else
+    r = lstat (path, &st);
+  if (r != 0)
+    return errno;
+  if (st.st_dev != lf->dev || st.st_ino != lf->ino)
+    return ESTALE;
+  return 0;
+}
+
+void
+porta_lock_file_close (PortaLockFile         *lf,
+                       const PortaBackendOps *ops)
+{
+  PosixEntry *entry;
+
+  if (lf->fd < 0)
+    return;
+
+  g_mutex_lock (&registry_lock);
+  entry = registry_lookup (lf->dev, lf->ino);
+  if (entry == NULL)
+    close_noerror (lf->fd);
+  else if (!ops->per_process)
+    {
+      /* Dropping our own lock is safe; closing would drop theirs. */
+      ops->unlock (lf->fd);
+      g_array_append_val (entry->parked_fds, lf->fd);
+    }
+  else if (--entry->n_posix > 0)
+    {
+      /* A refused second POSIX lock never reaches here: it was parked. */
+      g_array_append_val (entry->parked_fds, lf->fd);
+    }
+  else
+    {
+      for (guint i = 0; i < entry->parked_fds->len; i++)
+        close_noerror (g_array_index (entry->parked_fds, int, i));
+      close_noerror (lf->fd);
+      g_hash_table_remove (registry, entry);
+      g_array_unref (entry->parked_fds);
+      g_free (entry);
+    }
+  g_mutex_unlock (&registry_lock);
+
+  lf->fd = -1;
+}
+
+/* Network and FUSE filesystems: a blocking lock call may never be woken, or
+ * only by the server's slow callback, so waits there back off and retry. */
+gboolean
+porta_lock_file_is_remote (const PortaLockFile *lf)
+{
+#if defined (HAVE_SYS_VFS_H) && defined (__linux__)
+  static const long remote_magics[] = {
+    0x6969,      /* NFS */
+    0x517b,      /* SMB */
+    0xff534d42,  /* CIFS */
+    0xfe534d42,  /* SMB2 */
+    0x65735546,  /* FUSE */
+    0x00c36400,  /* Ceph */
+    0x01021997,  /* 9p */
+    0x5346414f,  /* AFS */
+    0x6b414653,  /* kAFS */
+    0x73757245,  /* Coda */
+    0x0bd00bd0,  /* Lustre */
+    0x47504653,  /* GPFS */
+    0x7461636f,  /* OCFS2 */
+    0x01161970,  /* GFS2 */
+  };
+  struct statfs sfs;
+
+  if (fstatfs (lf->fd, &sfs) != 0)
+    return FALSE;
+  for (gsize i = 0; i < G_N_ELEMENTS (remote_magics); i++)
+    if ((unsigned long) sfs.f_type == (unsigned long) remote_magics[i])
+      return TRUE;
+  return FALSE;
+#else
+  return FALSE;
+#endif
+}
+
+void
+porta_set_lock_error (GError                **error,
+                      int                     errsv,
+                      const char             *display,
+                      const PortaBackendOps  *ops)
+{
+  switch (errsv)
+    {
+    case EWOULDBLOCK:
+      g_set_error (error, G_IO_ERROR, G_IO_ERROR_WOULD_BLOCK,
+                   _("Cannot lock “%s”: it is locked by someone else"),
+                   display);
+      break;
+    case ENOLCK:
+    case EOPNOTSUPP:
+    case EINVAL:
+    case ENOSYS:
+      g_set_error (error, G_IO_ERROR, G_IO_ERROR_NOT_SUPPORTED,
+                   _("Cannot lock “%s”: its filesystem does not support %s locks (%s)"),
+                   display, ops->name, g_strerror (errsv));
+      break;
+    case EBADF:
+      g_set_error (error, G_IO_ERROR, G_IO_ERROR_PERMISSION_DENIED,
+                   _("Cannot lock “%s”: the file is not open for writing, "
+                     "which %s write locks need"),
+                   display, ops->name);
+      break;
+    case EDEADLK:
+      g_set_error (error, G_IO_ERROR, G_IO_ERROR_FAILED,
+                   _("Cannot lock “%s”: waiting would deadlock (%s)"),
+                   display, g_strerror (errsv));
+      break;
+    default:
+      g_set_error (error, G_IO_ERROR, g_io_error_from_errno (errsv),
+                   _("Cannot lock “%s”: %s"), display, g_strerror (errsv));
+      break;
+    }
+}

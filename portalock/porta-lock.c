@@ -1,0 +1,1003 @@
+/* porta-lock.c: a lock on a file, shared between processes and threads
+ *
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ */
+
+#include "config.h"
+
+#include <errno.h>
+#include <unistd.h>
+
+#include "porta-backend-private.h"
+#include "porta-enums.h"
+#include "porta-i18n-private.h"
+#include "porta-lock.h"
+#include "porta-lock-stream-private.h"
+#include "porta-waiter-private.h"
+
+/**
+ * SECTION:porta-lock
+ * @Title: PortaLock
+ * @Short_description: an advisory lock on a file, between processes and threads
+ *
+ * A #PortaLock locks one file, exclusively or shared, against every other
+ * #PortaLock and every other program that locks the same file with the same
+ * kind of kernel lock (see #PortaBackend).
+ *
+ * |[<!-- language="C" -->
+ * g_autoptr(PortaLock) lock = porta_lock_new_for_path ("/run/user/1000/app.lock",
+ *                                                      PORTA_LOCK_MODE_EXCLUSIVE);
+ * g_autoptr(GError) error = NULL;
+ *
+ * if (!porta_lock_acquire (lock, 5000, NULL, &error))
+ *   {
+ *     g_printerr ("%s\n", error->message);
+ *     return FALSE;
+ *   }
+ * // ... only one process at a time runs this ...
+ * porta_lock_release (lock, NULL);
+ * ]|
+ *
+ * The lock file is created (mode 0644, less the umask) if it does not
+ * exist, and is never truncated or written by portalock: a program may keep
+ * data in it and read or write it while it holds the lock, through
+ * porta_lock_get_stream().
+ *
+ * porta_lock_acquire() waits in the calling thread;
+ * porta_lock_acquire_async() waits without blocking the thread-default
+ * #GMainContext of its caller. Both take a timeout in milliseconds: -1
+ * waits for as long as it takes, 0 tries once, and a positive value waits
+ * at most that long. On a local filesystem the wait blocks in the kernel,
+ * so the waiter uses no CPU and gets the lock as soon as it is released;
+ * timeouts and cancellation interrupt it promptly, and a wait that gives up
+ * never keeps the lock from anyone.
+ *
+ * Each #PortaLock holds its own open file description, so two #PortaLocks on
+ * one file exclude each other inside one process exactly as they do between
+ * processes. A #PortaLock itself is not thread-safe: use it from one thread
+ * at a time (its #GCancellable may be cancelled from any thread), and give
+ * each thread that locks the file a #PortaLock of its own.
+ *
+ * Disposing a held #PortaLock releases it, so g_autoptr(PortaLock) releases
+ * the lock when it goes out of scope.
+ *
+ * portalock reserves one real-time signal for interrupting blocked waits:
+ * the highest one whose disposition is still the default when the first
+ * wait with a timeout or a cancellable starts, or the one the environment
+ * variable `PORTALOCK_SIGNAL` names (0 turns kernel waits off, and waits then
+ * retry with an exponential back-off). Do not install a handler for it
+ * afterwards.
+ */
+
+struct _PortaLock
+{
+  GObject                parent_instance;
+
+  GFile                 *file;
+  char                  *path;      /* NULL for a file that is not local */
+  char                  *display;   /* for messages */
+  PortaLockMode          mode;
+  PortaBackend           backend;
+  PortaLockFlags         flags;
+  const PortaBackendOps *ops;       /* NULL if the backend is unavailable */
+
+  PortaLockFile          lf;
+  GIOStream             *stream;
+
+  guint                  held : 1;
+  guint                  pending : 1;
+};
+
+enum {
+  PROP_0,
+  PROP_FILE,
+  PROP_MODE,
+  PROP_BACKEND,
+  PROP_FLAGS,
+  PROP_HELD,
+  N_PROPS
+};
+
+static GParamSpec *properties[N_PROPS];
+
+G_DEFINE_FINAL_TYPE (PortaLock, porta_lock, G_TYPE_OBJECT)
+
+G_DEFINE_QUARK (porta-lock-error-quark, porta_lock_error)
+
+static void
+porta_lock_set_held (PortaLock *self,
+                     gboolean   held)
+{
+  if (self->held == !!held)
+    return;
+  self->held = !!held;
+  g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_HELD]);
+}
+
+static void
+porta_lock_close_file (PortaLock *self)
+{
+  if (self->stream != NULL)
+    {
+      /* Whoever kept a reference to the stream must not write through a
+       * descriptor number that may soon name another file. */
+      g_io_stream_close (self->stream, NULL, NULL);
+      g_clear_object (&self->stream);
+    }
+  porta_lock_file_close (&self->lf, self->ops);
+}
+
+static gboolean
+porta_lock_check_usable (PortaLock  *self,
+                         GError    **error)
+{
+  if (self->held)
+    {
+      g_set_error (error, PORTA_LOCK_ERROR, PORTA_LOCK_ERROR_ALREADY_HELD,
+                   _("The lock on “%s” is already held by this PortaLock; "
+                     "release it before acquiring it again"),
+                   self->display);
+      return FALSE;
+    }
+  if (self->pending)
+    {
+      g_set_error (error, G_IO_ERROR, G_IO_ERROR_PENDING,
+                   _("An acquisition of the lock on “%s” is already in progress"),
+                   self->display);
+      return FALSE;
+    }
+  if (self->path == NULL)
+    {
+      g_set_error (error, G_IO_ERROR, G_IO_ERROR_NOT_SUPPORTED,
+                   _("Cannot lock “%s”: only files on a local filesystem can be locked"),
+                   self->display);
+      return FALSE;
+    }
+  if (self->ops == NULL)
+    {
+      g_set_error (error, G_IO_ERROR, G_IO_ERROR_NOT_SUPPORTED,
+                   _("Cannot lock “%s”: the %s backend is not available on this system"),
+                   self->display, porta_backend_get_name (self->backend));
+      return FALSE;
+    }
+  return TRUE;
+}
+
+static gint64
+deadline_for_timeout (int timeout_ms)
+{
+  return timeout_ms > 0 ? g_get_monotonic_time () + (gint64) timeout_ms * 1000 : -1;
+}
+
+/* Sets an error for the result of a wait that ended without the lock. */
+static void
+porta_lock_set_wait_error (PortaLock  *self,
+                           int         result,
+                           int         timeout_ms,
+                           GError    **error)
+{
+  if (result == ETIMEDOUT)
+    g_set_error (error, G_IO_ERROR, G_IO_ERROR_TIMED_OUT,
+                 _("Timed out after %d ms waiting for the lock on “%s”"),
+                 timeout_ms, self->display);
+  else if (result == ECANCELED)
+    g_set_error (error, G_IO_ERROR, G_IO_ERROR_CANCELLED,
+                 _("Waiting for the lock on “%s” was cancelled"),
+                 self->display);
+  else
+    porta_set_lock_error (error, result, self->display, self->ops);
+}
+
+/* What one attempt at the lock came to. */
+typedef enum
+{
+  TRY_ERROR = -1,  /* failed, error set, file closed */
+  TRY_HELD,        /* the lock is held */
+  TRY_BUSY,        /* someone else holds it */
+  TRY_AGAIN,       /* the file was replaced under us: start over */
+} TryResult;
+
+/* After the lock is taken: the file we locked must still be the one at the
+ * path, or it was deleted (by a holder that released with
+ * PORTA_LOCK_FLAGS_DELETE_ON_RELEASE) while we waited, and the lock guards
+ * nothing. */
+static TryResult
+porta_lock_verify (PortaLock  *self,
+                   GError    **error)
+{
+  int r = porta_lock_file_check (&self->lf, self->path, self->flags);
+
+  if (r == 0)
+    return TRY_HELD;
+  porta_lock_close_file (self);
+  if (r == ENOENT || r == ESTALE)
+    return TRY_AGAIN;
+  g_set_error (error, G_IO_ERROR, g_io_error_from_errno (r),
+               _("Cannot check lock file “%s” after locking it: %s"),
+               self->display, g_strerror (r));
+  return TRY_ERROR;
+}
+
+/* Opens the file if needed and tries the lock once, without waiting. */
+static TryResult
+porta_lock_try_once (PortaLock  *self,
+                     GError    **error)
+{
+  int r;
+
+  if (self->lf.fd < 0 &&
+      !porta_lock_file_open (&self->lf, self->path, self->display,
+                             self->mode, self->flags, self->ops, error))
+    return TRY_ERROR;
+
+  r = self->ops->lock (self->lf.fd, self->mode, FALSE);
+  if (r == EWOULDBLOCK)
+    return TRY_BUSY;
+  if (r != 0)
+    {
+      porta_set_lock_error (error, r, self->display, self->ops);
+      porta_lock_close_file (self);
+      return TRY_ERROR;
+    }
+  return porta_lock_verify (self, error);
+}
+
+/* Ends an attempt that will not wait, or whose wait ended, without the
+ * lock: the descriptor is closed, so nothing of the attempt lingers. */
+static void
+porta_lock_fail (PortaLock  *self,
+                 int         result,
+                 int         timeout_ms,
+                 GError    **error)
+{
+  porta_lock_set_wait_error (self, result, timeout_ms, error);
+  porta_lock_close_file (self);
+}
+
+/* Drops the lock: deletes the file first if asked to, while still holding
+ * it exclusively, then unlocks explicitly, so that a copy of the descriptor
+ * in a forked child does not go on holding it, and closes. */
+static gboolean
+porta_lock_drop (PortaLock  *self,
+                 GError    **error)
+{
+  int unlink_errno = 0;
+
+  if ((self->flags & PORTA_LOCK_FLAGS_DELETE_ON_RELEASE) &&
+      self->mode == PORTA_LOCK_MODE_EXCLUSIVE &&
+      porta_lock_file_check (&self->lf, self->path, self->flags) == 0 &&
+      unlink (self->path) != 0 && errno != ENOENT)
+    unlink_errno = errno;
+
+  self->ops->unlock (self->lf.fd);
+  porta_lock_close_file (self);
+  porta_lock_set_held (self, FALSE);
+
+  if (unlink_errno != 0)
+    {
+      g_set_error (error, G_IO_ERROR, g_io_error_from_errno (unlink_errno),
+                   _("Released the lock on “%s” but could not delete the file: %s"),
+                   self->display, g_strerror (unlink_errno));
+      return FALSE;
+    }
+  return TRUE;
+}
+
+static void
+porta_lock_dispose (GObject *object)
+{
+  PortaLock *self = PORTA_LOCK (object);
+
+  if (self->held)
+    porta_lock_drop (self, NULL);
+  porta_lock_close_file (self);
+
+  G_OBJECT_CLASS (porta_lock_parent_class)->dispose (object);
+}
+
+static void
+porta_lock_finalize (GObject *object)
+{
+  PortaLock *self = PORTA_LOCK (object);
+
+  g_clear_object (&self->file);
+  g_free (self->path);
+  g_free (self->display);
+
+  G_OBJECT_CLASS (porta_lock_parent_class)->finalize (object);
+}
+
+static void
+porta_lock_constructed (GObject *object)
+{
+  PortaLock *self = PORTA_LOCK (object);
+
+  G_OBJECT_CLASS (porta_lock_parent_class)->constructed (object);
+
+  if (self->file == NULL)
+    {
+      g_critical ("A PortaLock needs a file: set the “file” property");
+      self->display = g_strdup ("(none)");
+      return;
+    }
+
+  self->path = g_file_get_path (self->file);
+  if (self->path != NULL)
+    self->display = g_filename_display_name (self->path);
+  else
+    self->display = g_file_get_parse_name (self->file);
+}
+
+static void
+porta_lock_get_property (GObject    *object,
+                         guint       prop_id,
+                         GValue     *value,
+                         GParamSpec *pspec)
+{
+  PortaLock *self = PORTA_LOCK (object);
+
+  switch (prop_id)
+    {
+    case PROP_FILE:
+      g_value_set_object (value, self->file);
+      break;
+    case PROP_MODE:
+      g_value_set_enum (value, self->mode);
+      break;
+    case PROP_BACKEND:
+      g_value_set_enum (value, self->backend);
+      break;
+    case PROP_FLAGS:
+      g_value_set_flags (value, self->flags);
+      break;
+    case PROP_HELD:
+      g_value_set_boolean (value, self->held);
+      break;
+    default:
+      G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
+    }
+}
+
+static void
+porta_lock_set_property (GObject      *object,
+                         guint         prop_id,
+                         const GValue *value,
+                         GParamSpec   *pspec)
+{
+  PortaLock *self = PORTA_LOCK (object);
+
+  switch (prop_id)
+    {
+    case PROP_FILE:
+      self->file = g_value_dup_object (value);
+      break;
+    case PROP_MODE:
+      self->mode = g_value_get_enum (value);
+      break;
+    case PROP_BACKEND:
+      self->backend = porta_backend_resolve (g_value_get_enum (value));
+      self->ops = porta_backend_get_ops (self->backend);
+      break;
+    case PROP_FLAGS:
+      self->flags = g_value_get_flags (value);
+      break;
+    default:
+      G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
+    }
+}
+
+static void
+porta_lock_class_init (PortaLockClass *klass)
+{
+  GObjectClass *object_class = G_OBJECT_CLASS (klass);
+
+  porta_i18n_init ();
+
+  object_class->constructed = porta_lock_constructed;
+  object_class->dispose = porta_lock_dispose;
+  object_class->finalize = porta_lock_finalize;
+  object_class->get_property = porta_lock_get_property;
+  object_class->set_property = porta_lock_set_property;
+
+  /**
+   * PortaLock:file:
+   *
+   * The file to lock. It must be a local file (one with a path); it is
+   * created if it does not exist.
+   *
+   * Since: 1.0
+   */
+  properties[PROP_FILE] =
+    g_param_spec_object ("file", NULL, NULL,
+                         G_TYPE_FILE,
+                         G_PARAM_READWRITE | G_PARAM_CONSTRUCT_ONLY |
+                         G_PARAM_STATIC_STRINGS | G_PARAM_EXPLICIT_NOTIFY);
+
+  /**
+   * PortaLock:mode:
+   *
+   * Whether the lock is exclusive or shared.
+   *
+   * Since: 1.0
+   */
+  properties[PROP_MODE] =
+    g_param_spec_enum ("mode", NULL, NULL,
+                       PORTA_TYPE_LOCK_MODE,
+                       PORTA_LOCK_MODE_EXCLUSIVE,
+                       G_PARAM_READWRITE | G_PARAM_CONSTRUCT_ONLY |
+                       G_PARAM_STATIC_STRINGS | G_PARAM_EXPLICIT_NOTIFY);
+
+  /**
+   * PortaLock:backend:
+   *
+   * The kernel mechanism the lock uses. %PORTA_BACKEND_DEFAULT may be
+   * given at construction; reading the property then tells the backend it
+   * resolved to.
+   *
+   * Since: 1.0
+   */
+  properties[PROP_BACKEND] =
+    g_param_spec_enum ("backend", NULL, NULL,
+                       PORTA_TYPE_BACKEND,
+                       PORTA_BACKEND_DEFAULT,
+                       G_PARAM_READWRITE | G_PARAM_CONSTRUCT_ONLY |
+                       G_PARAM_STATIC_STRINGS | G_PARAM_EXPLICIT_NOTIFY);
+
+  /**
+   * PortaLock:flags:
+   *
+   * Flags that change how the lock treats its file.
+   *
+   * Since: 1.0
+   */
+  properties[PROP_FLAGS] =
+    g_param_spec_flags ("flags", NULL, NULL,
+                        PORTA_TYPE_LOCK_FLAGS,
+                        PORTA_LOCK_FLAGS_NONE,
+                        G_PARAM_READWRITE | G_PARAM_CONSTRUCT_ONLY |
+                        G_PARAM_STATIC_STRINGS | G_PARAM_EXPLICIT_NOTIFY);
+
+  /**
+   * PortaLock:held:
+   *
+   * Whether this #PortaLock holds its lock. It is notified when it
+   * changes, in the thread that acquired or released the lock (for
+   * porta_lock_acquire_async(), in the thread-default main context of the
+   * caller, before the callback runs).
+   *
+   * Since: 1.0
+   */
+  properties[PROP_HELD] =
+    g_param_spec_boolean ("held", NULL, NULL,
+                          FALSE,
+                          G_PARAM_READABLE |
+                          G_PARAM_STATIC_STRINGS | G_PARAM_EXPLICIT_NOTIFY);
+
+  g_object_class_install_properties (object_class, N_PROPS, properties);
+}
+
+static void
+porta_lock_init (PortaLock *self)
+{
+  PortaLockFile lf = PORTA_LOCK_FILE_INIT;
+
+  self->lf = lf;
+  self->backend = PORTA_BACKEND_FLOCK;
+  self->ops = porta_backend_get_ops (self->backend);
+}
+
+/**
+ * porta_lock_new:
+ * @file: the file to lock, a local file
+ * @mode: exclusive or shared
+ *
+ * Creates a lock on @file with the default backend. Nothing is opened or
+ * locked until the lock is acquired.
+ *
+ * Returns: (transfer full): a new #PortaLock
+ *
+ * Since: 1.0
+ */
+PortaLock *
+porta_lock_new (GFile         *file,
+                PortaLockMode  mode)
+{
+  return porta_lock_new_full (file, mode, PORTA_BACKEND_DEFAULT, PORTA_LOCK_FLAGS_NONE);
+}
+
+/**
+ * porta_lock_new_for_path:
+ * @path: (type filename): the path of the file to lock
+ * @mode: exclusive or shared
+ *
+ * Creates a lock on the file at @path with the default backend.
+ *
+ * Returns: (transfer full): a new #PortaLock
+ *
+ * Since: 1.0
+ */
+PortaLock *
+porta_lock_new_for_path (const char    *path,
+                         PortaLockMode  mode)
+{
+  g_autoptr(GFile) file = NULL;
+
+  g_return_val_if_fail (path != NULL, NULL);
+
+  file = g_file_new_for_path (path);
+  return porta_lock_new (file, mode);
+}
+
+/**
+ * porta_lock_new_full:
+ * @file: the file to lock, a local file
+ * @mode: exclusive or shared
+ * @backend: the kernel mechanism to lock with
+ * @flags: flags for the lock file
+ *
+ * Creates a lock on @file with the given backend and flags.
+ *
+ * Returns: (transfer full): a new #PortaLock
+ *
+ * Since: 1.0
+ */
+PortaLock *
+porta_lock_new_full (GFile          *file,
+                     PortaLockMode   mode,
+                     PortaBackend    backend,
+                     PortaLockFlags  flags)
+{
+  g_return_val_if_fail (G_IS_FILE (file), NULL);
+
+  return g_object_new (PORTA_TYPE_LOCK,
+                       "file", file,
+                       "mode", mode,
+                       "backend", backend,
+                       "flags", flags,
+                       NULL);
+}
+
+/**
+ * porta_lock_get_file:
+ * @self: a #PortaLock
+ *
+ * Gets the file this lock locks.
+ *
+ * Returns: (transfer none): the file
+ *
+ * Since: 1.0
+ */
+GFile *
+porta_lock_get_file (PortaLock *self)
+{
+  g_return_val_if_fail (PORTA_IS_LOCK (self), NULL);
+
+  return self->file;
+}
+
+/**
+ * porta_lock_get_mode:
+ * @self: a #PortaLock
+ *
+ * Gets whether this lock is exclusive or shared.
+ *
+ * Returns: the mode
+ *
+ * Since: 1.0
+ */
+PortaLockMode
+porta_lock_get_mode (PortaLock *self)
+{
+  g_return_val_if_fail (PORTA_IS_LOCK (self), PORTA_LOCK_MODE_EXCLUSIVE);
+
+  return self->mode;
+}
+
+/**
+ * porta_lock_get_backend:
+ * @self: a #PortaLock
+ *
+ * Gets the backend this lock uses; never %PORTA_BACKEND_DEFAULT.
+ *
+ * Returns: the backend
+ *
+ * Since: 1.0
+ */
+PortaBackend
+porta_lock_get_backend (PortaLock *self)
+{
+  g_return_val_if_fail (PORTA_IS_LOCK (self), PORTA_BACKEND_DEFAULT);
+
+  return self->backend;
+}
+
+/**
+ * porta_lock_get_flags:
+ * @self: a #PortaLock
+ *
+ * Gets the flags this lock was created with.
+ *
+ * Returns: the flags
+ *
+ * Since: 1.0
+ */
+PortaLockFlags
+porta_lock_get_flags (PortaLock *self)
+{
+  g_return_val_if_fail (PORTA_IS_LOCK (self), PORTA_LOCK_FLAGS_NONE);
+
+  return self->flags;
+}
+
+/**
+ * porta_lock_get_held:
+ * @self: a #PortaLock
+ *
+ * Gets whether this #PortaLock holds its lock.
+ *
+ * Returns: %TRUE while the lock is held
+ *
+ * Since: 1.0
+ */
+gboolean
+porta_lock_get_held (PortaLock *self)
+{
+  g_return_val_if_fail (PORTA_IS_LOCK (self), FALSE);
+
+  return self->held;
+}
+
+/**
+ * porta_lock_acquire:
+ * @self: a #PortaLock
+ * @timeout_ms: how long to wait, in milliseconds: -1 to wait for as long as
+ *   it takes, 0 to try once without waiting
+ * @cancellable: (nullable): a #GCancellable, which may be cancelled from
+ *   another thread to end the wait
+ * @error: return location for a #GError
+ *
+ * Acquires the lock, waiting in the calling thread while someone else holds
+ * it.
+ *
+ * The wait blocks in the kernel on a local filesystem, so it costs no CPU
+ * and ends as soon as the lock is released. On network and FUSE
+ * filesystems it retries with an exponential back-off (1 ms doubling to
+ * 100 ms).
+ *
+ * Fails with %G_IO_ERROR_WOULD_BLOCK if @timeout_ms is 0 and the lock is
+ * taken, %G_IO_ERROR_TIMED_OUT when @timeout_ms passes first,
+ * %G_IO_ERROR_CANCELLED when @cancellable is cancelled first,
+ * %PORTA_LOCK_ERROR_ALREADY_HELD if this #PortaLock holds it already, and
+ * with the #GIOErrorEnum code of the cause if the file cannot be opened or
+ * locked: %G_IO_ERROR_NOT_SUPPORTED for a file that is not local or a
+ * filesystem without locks, %G_IO_ERROR_NOT_FOUND for a missing folder,
+ * %G_IO_ERROR_PERMISSION_DENIED, %G_IO_ERROR_IS_DIRECTORY,
+ * %G_IO_ERROR_NOT_REGULAR_FILE, %G_IO_ERROR_TOO_MANY_LINKS for a symbolic
+ * link without %PORTA_LOCK_FLAGS_FOLLOW_SYMLINKS, and %G_IO_ERROR_BUSY for a
+ * second POSIX-backed lock on one file in one process. A wait that fails
+ * leaves nothing behind: the lock is not held, and nothing keeps it from
+ * others.
+ *
+ * Returns: %TRUE if the lock is now held
+ *
+ * Since: 1.0
+ */
+gboolean
+porta_lock_acquire (PortaLock     *self,
+                    int            timeout_ms,
+                    GCancellable  *cancellable,
+                    GError       **error)
+{
+  gint64 deadline;
+
+  g_return_val_if_fail (PORTA_IS_LOCK (self), FALSE);
+  g_return_val_if_fail (timeout_ms >= -1, FALSE);
+  g_return_val_if_fail (cancellable == NULL || G_IS_CANCELLABLE (cancellable), FALSE);
+  g_return_val_if_fail (error == NULL || *error == NULL, FALSE);
+
+  if (!porta_lock_check_usable (self, error))
+    return FALSE;
+  if (g_cancellable_is_cancelled (cancellable))
+    {
+      porta_lock_set_wait_error (self, ECANCELED, timeout_ms, error);
+      return FALSE;
+    }
+
+  deadline = deadline_for_timeout (timeout_ms);
+  for (;;)
+    {
+      TryResult tr = porta_lock_try_once (self, error);
+      int r;
+
+      if (tr == TRY_ERROR)
+        return FALSE;
+      if (tr == TRY_AGAIN)
+        continue;
+      if (tr == TRY_HELD)
+        break;
+
+      if (timeout_ms == 0)
+        {
+          porta_lock_fail (self, EWOULDBLOCK, timeout_ms, error);
+          return FALSE;
+        }
+      r = porta_waiter_wait_sync (self->ops, &self->lf, self->mode, deadline, cancellable);
+      if (r != 0)
+        {
+          porta_lock_fail (self, r, timeout_ms, error);
+          return FALSE;
+        }
+      tr = porta_lock_verify (self, error);
+      if (tr == TRY_ERROR)
+        return FALSE;
+      if (tr == TRY_HELD)
+        break;
+    }
+
+  porta_lock_set_held (self, TRUE);
+  return TRUE;
+}
+
+/**
+ * porta_lock_try_acquire:
+ * @self: a #PortaLock
+ * @error: return location for a #GError
+ *
+ * Acquires the lock if nobody else holds it, without waiting: the same as
+ * porta_lock_acquire() with a timeout of 0. Fails with
+ * %G_IO_ERROR_WOULD_BLOCK if the lock is taken.
+ *
+ * Returns: %TRUE if the lock is now held
+ *
+ * Since: 1.0
+ */
+gboolean
+porta_lock_try_acquire (PortaLock  *self,
+                        GError    **error)
+{
+  return porta_lock_acquire (self, 0, NULL, error);
+}
+
+typedef struct
+{
+  int    timeout_ms;
+  gint64 deadline;
+} AcquireData;
+
+static void acquire_step (GTask *task);
+
+static void
+acquire_return (GTask  *task,
+                GError *error)
+{
+  PortaLock *self = g_task_get_source_object (task);
+
+  self->pending = FALSE;
+  if (error != NULL)
+    g_task_return_error (task, error);
+  else
+    {
+      porta_lock_set_held (self, TRUE);
+      g_task_return_boolean (task, TRUE);
+    }
+  g_object_unref (task);
+}
+
+static void
+acquire_waited (int      result,
+                gpointer user_data)
+{
+  GTask *task = user_data;
+  PortaLock *self = g_task_get_source_object (task);
+  AcquireData *data = g_task_get_task_data (task);
+  GError *error = NULL;
+
+  if (result != 0)
+    {
+      porta_lock_fail (self, result, data->timeout_ms, &error);
+      acquire_return (task, error);
+      return;
+    }
+
+  switch (porta_lock_verify (self, &error))
+    {
+    case TRY_HELD:
+    case TRY_ERROR:
+      acquire_return (task, error);
+      break;
+    case TRY_AGAIN:
+    case TRY_BUSY:
+    default:
+      acquire_step (task);
+      break;
+    }
+}
+
+static void
+acquire_step (GTask *task)
+{
+  PortaLock *self = g_task_get_source_object (task);
+  AcquireData *data = g_task_get_task_data (task);
+  GError *error = NULL;
+  TryResult tr;
+
+  do
+    tr = porta_lock_try_once (self, &error);
+  while (tr == TRY_AGAIN);
+
+  if (tr == TRY_BUSY && data->timeout_ms == 0)
+    porta_lock_fail (self, EWOULDBLOCK, 0, &error);
+  else if (tr == TRY_BUSY)
+    {
+      porta_waiter_wait_async (self->ops, &self->lf, self->mode, data->deadline,
+                               g_task_get_cancellable (task),
+                               g_task_get_priority (task),
+                               acquire_waited, task);
+      return;
+    }
+
+  acquire_return (task, error);
+}
+
+/**
+ * porta_lock_acquire_async:
+ * @self: a #PortaLock
+ * @timeout_ms: how long to wait, in milliseconds: -1 to wait for as long as
+ *   it takes, 0 to try once without waiting
+ * @io_priority: the I/O priority of the request, such as %G_PRIORITY_DEFAULT
+ * @cancellable: (nullable): a #GCancellable
+ * @callback: (scope async): a #GAsyncReadyCallback to call when the lock is
+ *   held or the attempt failed
+ * @user_data: (closure callback): data for @callback
+ *
+ * Acquires the lock without blocking the thread-default #GMainContext of
+ * the caller, where @callback then runs. Call porta_lock_acquire_finish()
+ * from it to learn the result.
+ *
+ * The lock is tried at once; if it is taken, the wait blocks in the kernel
+ * in a thread that portalock owns for this wait alone, so other sources of
+ * the main context, and other asynchronous GIO calls, go on while it lasts.
+ * Timeouts and cancellation behave as for porta_lock_acquire(), and the
+ * callback runs exactly once. Only one acquisition of a #PortaLock may be
+ * in progress at a time; a second one fails with %G_IO_ERROR_PENDING.
+ *
+ * Since: 1.0
+ */
+void
+porta_lock_acquire_async (PortaLock           *self,
+                          int                  timeout_ms,
+                          int                  io_priority,
+                          GCancellable        *cancellable,
+                          GAsyncReadyCallback  callback,
+                          gpointer             user_data)
+{
+  g_autoptr(GTask) task = NULL;
+  GError *error = NULL;
+  AcquireData *data;
+
+  g_return_if_fail (PORTA_IS_LOCK (self));
+  g_return_if_fail (timeout_ms >= -1);
+  g_return_if_fail (cancellable == NULL || G_IS_CANCELLABLE (cancellable));
+
+  task = g_task_new (self, cancellable, callback, user_data);
+  g_task_set_source_tag (task, porta_lock_acquire_async);
+  g_task_set_name (task, "[portalock] acquire");
+  g_task_set_priority (task, io_priority);
+  /* Whether the lock was taken decides the result, not a cancellation that
+   * came too late to stop it: reporting a held lock as cancelled would keep
+   * it from everyone until the PortaLock is disposed. */
+  g_task_set_check_cancellable (task, FALSE);
+
+  if (!porta_lock_check_usable (self, &error))
+    {
+      g_task_return_error (task, error);
+      return;
+    }
+  if (g_cancellable_is_cancelled (cancellable))
+    {
+      porta_lock_set_wait_error (self, ECANCELED, timeout_ms, &error);
+      g_task_return_error (task, error);
+      return;
+    }
+
+  data = g_new0 (AcquireData, 1);
+  data->timeout_ms = timeout_ms;
+  data->deadline = deadline_for_timeout (timeout_ms);
+  g_task_set_task_data (task, data, g_free);
+
+  self->pending = TRUE;
+  acquire_step (g_steal_pointer (&task));
+}
+
+/**
+ * porta_lock_acquire_finish:
+ * @self: a #PortaLock
+ * @result: the #GAsyncResult passed to the callback
+ * @error: return location for a #GError
+ *
+ * Finishes porta_lock_acquire_async(). It fails with the errors of
+ * porta_lock_acquire().
+ *
+ * Returns: %TRUE if the lock is now held
+ *
+ * Since: 1.0
+ */
+gboolean
+porta_lock_acquire_finish (PortaLock     *self,
+                           GAsyncResult  *result,
+                           GError       **error)
+{
+  g_return_val_if_fail (PORTA_IS_LOCK (self), FALSE);
+  g_return_val_if_fail (g_task_is_valid (result, self), FALSE);
+  g_return_val_if_fail (g_task_get_source_tag (G_TASK (result)) == porta_lock_acquire_async, FALSE);
+
+  return g_task_propagate_boolean (G_TASK (result), error);
+}
+
+/**
+ * porta_lock_release:
+ * @self: a #PortaLock
+ * @error: return location for a #GError
+ *
+ * Releases the lock. A waiter blocked on it in another thread or process
+ * gets it at once. A stream returned by porta_lock_get_stream() is closed.
+ *
+ * With %PORTA_LOCK_FLAGS_DELETE_ON_RELEASE an exclusive holder deletes the
+ * file before releasing it; if that fails, the lock is released all the
+ * same and the error tells why the file is still there.
+ *
+ * Fails with %PORTA_LOCK_ERROR_NOT_HELD if the lock is not held.
+ *
+ * Returns: %TRUE on success
+ *
+ * Since: 1.0
+ */
+gboolean
+porta_lock_release (PortaLock  *self,
+                    GError    **error)
+{
+  g_return_val_if_fail (PORTA_IS_LOCK (self), FALSE);
+  g_return_val_if_fail (error == NULL || *error == NULL, FALSE);
+
+  if (!self->held)
+    {
+      g_set_error (error, PORTA_LOCK_ERROR, PORTA_LOCK_ERROR_NOT_HELD,
+                   _("Cannot release the lock on “%s”: it is not held"),
+                   self->display);
+      return FALSE;
+    }
+
+  return porta_lock_drop (self, error);
+}
+
+/**
+ * porta_lock_get_stream:
+ * @self: a #PortaLock
+ *
+ * Gets a stream that reads and writes the locked file, while the lock is
+ * held. It is a #GFileIOStream over the lock's own descriptor, so using it
+ * never opens the file again (which would drop POSIX locks); it supports
+ * g_seekable_seek() and g_seekable_truncate(), and its input and output
+ * streams share one file position. It starts where the file's position
+ * is, at offset 0 after the lock was acquired.
+ *
+ * The stream is closed when the lock is released: keep it no longer. For a
+ * shared lock on a file that could only be opened for reading, writing
+ * fails.
+ *
+ * Returns: (transfer none) (nullable): the stream, or %NULL if the lock is
+ *   not held
+ *
+ * Since: 1.0
+ */
+GIOStream *
+porta_lock_get_stream (PortaLock *self)
+{
+  g_return_val_if_fail (PORTA_IS_LOCK (self), NULL);
+
+  if (!self->held)
+    return NULL;
+  if (self->stream == NULL)
+    self->stream = porta_lock_stream_new (self->file, self->lf.fd);
+  return self->stream;
+}

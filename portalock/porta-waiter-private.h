@@ -1,0 +1,39 @@
+/* porta-waiter-private.h: waiting for a contended lock
+ *
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ */
+
+#pragma once
+
+#include <gio/gio.h>
+
+#include "porta-backend-private.h"
+
+G_BEGIN_DECLS
+
+/* Both calls wait until the lock on @lf is taken, @deadline (monotonic
+ * microseconds, or -1 for none) passes, or @cancellable is cancelled. They
+ * return 0, ETIMEDOUT, ECANCELED or the errno value of a failed lock call.
+ * A wait that ends without the lock never holds it afterwards. */
+
+int  porta_waiter_wait_sync  (const PortaBackendOps *ops,
+                              const PortaLockFile   *lf,
+                              PortaLockMode          mode,
+                              gint64                 deadline,
+                              GCancellable          *cancellable);
+
+typedef void (*PortaWaiterCallback) (int      result,
+                                     gpointer user_data);
+
+/* The callback runs once, in the thread-default main context of the
+ * caller, at @priority. */
+void porta_waiter_wait_async (const PortaBackendOps *ops,
+                              const PortaLockFile   *lf,
+                              PortaLockMode          mode,
+                              gint64                 deadline,
+                              GCancellable          *cancellable,
+                              int                    priority,
+                              PortaWaiterCallback    callback,
+                              gpointer               user_data);
+
+G_END_DECLS

@@ -1,0 +1,472 @@
+/* porta-waiter.c: waiting for a contended lock in the kernel
+ *
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ */
+
+#include "config.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "porta-waiter-private.h"
+
+/* How a contended lock is waited for.
+ *
+ * On a local filesystem the wait blocks in the kernel (flock(), F_SETLKW,
+ * F_OFD_SETLKW): the waiter uses no CPU and the kernel hands it the lock the
+ * moment it is free. A sync wait blocks in the calling thread; an async wait
+ * blocks in a thread of its own, never in GTask's shared pool, where a
+ * parked wait would starve every other GIO call of the process.
+ *
+ * A blocked lock call can only be interrupted by a signal. Each wait that
+ * has a deadline or a cancellable owns a POSIX timer that sends a reserved
+ * real-time signal, without SA_RESTART, to the waiting thread: at the
+ * deadline, or at once when the cancellable fires. The timer keeps firing
+ * every INTERRUPT_INTERVAL_NS until the wait ends, because a signal that
+ * lands just before the thread enters the lock call is lost.
+ *
+ * On network and FUSE filesystems, or where no signal is free, the wait
+ * retries with a jittered exponential back-off instead: in the calling
+ * thread for a sync wait, and on the main context for an async one. */
+
+#define INTERRUPT_INTERVAL_NS (200 * 1000)
+#define BACKOFF_MIN_US        1000
+#define BACKOFF_MAX_US        (100 * 1000)
+#define WAITER_STACK_SIZE     (256 * 1024)
+
+#if defined (__linux__) && defined (HAVE_TIMER_CREATE) && defined (HAVE_GETTID)
+# define HAVE_KERNEL_WAIT 1
+#endif
+
+#ifdef HAVE_KERNEL_WAIT
+
+static void
+on_interrupt_signal (int signo)
+{
+  /* Its only job is to make the blocked lock call return EINTR. */
+}
+
+static gboolean
+claim_signal (int sig)
+{
+  struct sigaction old;
+  struct sigaction sa = { 0 };
+
+  if (sigaction (sig, NULL, &old) != 0)
+    return FALSE;
+  if ((old.sa_flags & SA_SIGINFO) || old.sa_handler != SIG_DFL)
+    return FALSE;
+  sa.sa_handler = on_interrupt_signal;
+  sigemptyset (&sa.sa_mask);
+  sa.sa_flags = 0;  /* no SA_RESTART: the lock call must return EINTR */
+  return sigaction (sig, &sa, NULL) == 0;
+}
+
+/* The highest real-time signal the application has left alone, or the one
+ * PORTALOCK_SIGNAL names (a number; 0 turns kernel waits off). */
+static int
+get_interrupt_signal (void)
+{
+  static gsize once = 0;
+  static int the_signal;
+
+  if (g_once_init_enter (&once))
+    {
+      const char *env = g_getenv ("PORTALOCK_SIGNAL");
+      int sig = 0;
+
+      if (env != NULL)
+        {
+          int wanted = atoi (env);
+
+          if (wanted >= SIGRTMIN && wanted <= SIGRTMAX && claim_signal (wanted))
+            sig = wanted;
+        }
+      else
+        {
+          for (int s = SIGRTMAX; s >= SIGRTMIN; s--)
+            if (claim_signal (s))
+              {
+                sig = s;
+                break;
+              }
+        }
+      the_signal = sig;
+      g_once_init_leave (&once, 1);
+    }
+
+  return the_signal;
+}
+
+typedef struct
+{
+  timer_t timer;
+  int     cancelled;   /* atomic */
+} Interrupter;
+
+static void
+arm_timer (timer_t          timer,
+           int              flags,
+           struct timespec  at)
+{
+  struct itimerspec its = { 0 };
+
+  its.it_value = at;
+  its.it_interval.tv_sec = 0;
+  its.it_interval.tv_nsec = INTERRUPT_INTERVAL_NS;
+  timer_settime (timer, flags, &its, NULL);
+}
+
+static void
+on_cancelled (GCancellable *cancellable,
+              gpointer      user_data)
+{
+  Interrupter *in = user_data;
+
+  g_atomic_int_set (&in->cancelled, 1);
+  arm_timer (in->timer, 0, (struct timespec) { 0, 1 });
+}
+
+/* Returns -1 when no timer could be set up, so that the caller falls back
+ * to the back-off wait. */
+static int
+kernel_wait (const PortaBackendOps *ops,
+             int                    fd,
+             PortaLockMode          mode,
+             gint64                 deadline,
+             GCancellable          *cancellable)
+{
+  Interrupter in = { 0 };
+  struct sigevent sev = { 0 };
+  sigset_t set, old;
+  gulong handler = 0;
+  int sig;
+  int r;
+
+  if (deadline < 0 && cancellable == NULL)
+    {
+      do
+        r = ops->lock (fd, mode, TRUE);
+      while (r == EINTR);
+      return r;
+    }
+
+  sig = get_interrupt_signal ();
+  if (sig == 0)
+    return -1;
+
+  sev.sigev_notify = SIGEV_THREAD_ID;
+  sev.sigev_signo = sig;
+  sev._sigev_un._tid = gettid ();
+  if (timer_create (CLOCK_MONOTONIC, &sev, &in.timer) != 0)
+    return -1;
+
+  sigemptyset (&set);
+  sigaddset (&set, sig);
+  pthread_sigmask (SIG_UNBLOCK, &set, &old);
+
+  /* g_get_monotonic_time() reads CLOCK_MONOTONIC on Linux. */
+  if (deadline >= 0)
+    arm_timer (in.timer, TIMER_ABSTIME,
+               (struct timespec) { deadline / G_USEC_PER_SEC,
+                                   (deadline % G_USEC_PER_SEC) * 1000 });
+  if (cancellable != NULL)
+    handler = g_cancellable_connect (cancellable, G_CALLBACK (on_cancelled), &in, NULL);
+
+  for (;;)
+    {
+      if (g_atomic_int_get (&in.cancelled))
+        {
+          r = ECANCELED;
+          break;
+        }
+      if (deadline >= 0 && g_get_monotonic_time () >= deadline)
+        {
+          r = ETIMEDOUT;
+          break;
+        }
+      r = ops->lock (fd, mode, TRUE);
+      if (r != EINTR)
+        break;
+    }
+
+  /* Disconnecting waits for a handler running in another thread, so the
+   * timer is never armed after it is deleted. A signal the timer sent is
+   * delivered no later than the return of timer_delete(), while it is
+   * still unblocked here. */
+  if (handler != 0)
+    g_cancellable_disconnect (cancellable, handler);
+  timer_delete (in.timer);
+  if (sigismember (&old, sig))
+    pthread_sigmask (SIG_SETMASK, &old, NULL);
+
+  return r;
+}
+
+#endif /* HAVE_KERNEL_WAIT */
+
+static gint64
+backoff_sleep_us (gint64 *delay,
+                  gint64  deadline)
+{
+  gint64 sleep_us = g_random_int_range ((gint32) (*delay / 2), (gint32) *delay + 1);
+
+  if (deadline >= 0)
+    sleep_us = CLAMP (deadline - g_get_monotonic_time (), 0, sleep_us);
+  *delay = MIN (*delay * 2, BACKOFF_MAX_US);
+  return sleep_us;
+}
+
+static int
+backoff_wait_sync (const PortaBackendOps *ops,
+                   int                    fd,
+                   PortaLockMode          mode,
+                   gint64                 deadline,
+                   GCancellable          *cancellable)
+{
+  gint64 delay = BACKOFF_MIN_US;
+  GPollFD pfd;
+  gboolean have_pfd;
+  int r;
+
+  have_pfd = cancellable != NULL && g_cancellable_make_pollfd (cancellable, &pfd);
+
+  for (;;)
+    {
+      gint64 sleep_us;
+
+      if (g_cancellable_is_cancelled (cancellable))
+        {
+          r = ECANCELED;
+          break;
+        }
+      r = ops->lock (fd, mode, FALSE);
+      if (r != EWOULDBLOCK)
+        break;
+      if (deadline >= 0 && g_get_monotonic_time () >= deadline)
+        {
+          r = ETIMEDOUT;
+          break;
+        }
+      sleep_us = backoff_sleep_us (&delay, deadline);
+      if (have_pfd)
+        g_poll (&pfd, 1, (int) ((sleep_us + 999) / 1000));
+      else
+        g_usleep (sleep_us);
+    }
+
+  if (have_pfd)
+    g_cancellable_release_fd (cancellable);
+  return r;
+}
+
+int
+porta_waiter_wait_sync (const PortaBackendOps *ops,
+                        const PortaLockFile   *lf,
+                        PortaLockMode          mode,
+                        gint64                 deadline,
+                        GCancellable          *cancellable)
+{
+#ifdef HAVE_KERNEL_WAIT
+  if (!porta_lock_file_is_remote (lf))
+    {
+      int r = kernel_wait (ops, lf->fd, mode, deadline, cancellable);
+
+      if (r >= 0)
+        return r;
+    }
+#endif
+  return backoff_wait_sync (ops, lf->fd, mode, deadline, cancellable);
+}
+
+/* Async waits share this state, whichever way they wait. */
+typedef struct
+{
+  const PortaBackendOps *ops;
+  int                    fd;
+  PortaLockMode          mode;
+  gint64                 deadline;
+  GCancellable          *cancellable;
+  GMainContext          *context;
+  int                    priority;
+  PortaWaiterCallback    callback;
+  gpointer               user_data;
+  int                    result;
+
+  /* back-off waits */
+  GSource               *retry_source;
+  GSource               *cancel_source;
+  gint64                 delay;
+
+  /* waits in a thread */
+  pthread_t              thread;
+} AsyncWait;
+
+static void
+async_wait_free (AsyncWait *w)
+{
+  g_clear_object (&w->cancellable);
+  g_main_context_unref (w->context);
+  g_free (w);
+}
+
+static void
+backoff_finish (AsyncWait *w,
+                int        result)
+{
+  if (w->retry_source != NULL)
+    {
+      g_source_destroy (w->retry_source);
+      g_clear_pointer (&w->retry_source, g_source_unref);
+    }
+  if (w->cancel_source != NULL)
+    {
+      g_source_destroy (w->cancel_source);
+      g_clear_pointer (&w->cancel_source, g_source_unref);
+    }
+  w->callback (result, w->user_data);
+  async_wait_free (w);
+}
+
+static gboolean backoff_retry (gpointer user_data);
+
+static void
+backoff_schedule (AsyncWait *w)
+{
+  gint64 sleep_us = backoff_sleep_us (&w->delay, w->deadline);
+
+  g_clear_pointer (&w->retry_source, g_source_unref);
+  w->retry_source = g_timeout_source_new ((guint) ((sleep_us + 999) / 1000));
+  g_source_set_priority (w->retry_source, w->priority);
+  g_source_set_callback (w->retry_source, backoff_retry, w, NULL);
+  g_source_set_static_name (w->retry_source, "[portalock] retry lock");
+  g_source_attach (w->retry_source, w->context);
+}
+
+static gboolean
+backoff_retry (gpointer user_data)
+{
+  AsyncWait *w = user_data;
+  int r = w->ops->lock (w->fd, w->mode, FALSE);
+
+  if (r == EWOULDBLOCK && w->deadline >= 0 && g_get_monotonic_time () >= w->deadline)
+    r = ETIMEDOUT;
+  if (r != EWOULDBLOCK)
+    backoff_finish (w, r);
+  else
+    backoff_schedule (w);
+  return G_SOURCE_REMOVE;
+}
+
+static gboolean
+backoff_cancelled (GCancellable *cancellable,
+                   gpointer      user_data)
+{
+  backoff_finish (user_data, ECANCELED);
+  return G_SOURCE_REMOVE;
+}
+
+static void
+backoff_wait_async (AsyncWait *w)
+{
+  w->delay = BACKOFF_MIN_US;
+  if (w->cancellable != NULL)
+    {
+      w->cancel_source = g_cancellable_source_new (w->cancellable);
+      g_source_set_priority (w->cancel_source, w->priority);
+      g_source_set_callback (w->cancel_source, G_SOURCE_FUNC (backoff_cancelled), w, NULL);
+      g_source_set_static_name (w->cancel_source, "[portalock] lock wait cancelled");
+      g_source_attach (w->cancel_source, w->context);
+    }
+  backoff_schedule (w);
+}
+
+#ifdef HAVE_KERNEL_WAIT
+
+static gboolean
+thread_wait_complete (gpointer user_data)
+{
+  AsyncWait *w = user_data;
+
+  /* The thread's last act was to attach this source: reap it, so that no
+   * waiter thread outlives its wait. */
+  pthread_join (w->thread, NULL);
+  w->callback (w->result, w->user_data);
+  async_wait_free (w);
+  return G_SOURCE_REMOVE;
+}
+
+static void *
+thread_wait_main (void *data)
+{
+  AsyncWait *w = data;
+  GSource *source;
+
+  w->result = kernel_wait (w->ops, w->fd, w->mode, w->deadline, w->cancellable);
+  if (w->result < 0)
+    w->result = backoff_wait_sync (w->ops, w->fd, w->mode, w->deadline, w->cancellable);
+
+  source = g_idle_source_new ();
+  g_source_set_priority (source, w->priority);
+  g_source_set_callback (source, thread_wait_complete, w, NULL);
+  g_source_set_static_name (source, "[portalock] lock wait done");
+  g_source_attach (source, w->context);
+  g_source_unref (source);
+  return NULL;
+}
+
+static gboolean
+thread_wait_start (AsyncWait *w)
+{
+  pthread_attr_t attr;
+  sigset_t all, old;
+  int r;
+
+  pthread_attr_init (&attr);
+  pthread_attr_setstacksize (&attr, WAITER_STACK_SIZE);
+  /* The thread inherits this mask: it takes no signal meant for the
+   * application, and unblocks the interrupt signal itself. */
+  sigfillset (&all);
+  pthread_sigmask (SIG_SETMASK, &all, &old);
+  r = pthread_create (&w->thread, &attr, thread_wait_main, w);
+  pthread_sigmask (SIG_SETMASK, &old, NULL);
+  pthread_attr_destroy (&attr);
+  return r == 0;
+}
+
+#endif /* HAVE_KERNEL_WAIT */
+
+void
+porta_waiter_wait_async (const PortaBackendOps *ops,
+                         const PortaLockFile   *lf,
+                         PortaLockMode          mode,
+                         gint64                 deadline,
+                         GCancellable          *cancellable,
+                         int                    priority,
+                         PortaWaiterCallback    callback,
+                         gpointer               user_data)
+{
+  AsyncWait *w = g_new0 (AsyncWait, 1);
+
+  w->ops = ops;
+  w->fd = lf->fd;
+  w->mode = mode;
+  w->deadline = deadline;
+  w->cancellable = cancellable != NULL ? g_object_ref (cancellable) : NULL;
+  w->context = g_main_context_ref_thread_default ();
+  w->priority = priority;
+  w->callback = callback;
+  w->user_data = user_data;
+
+#ifdef HAVE_KERNEL_WAIT
+  if (!porta_lock_file_is_remote (lf) &&
+      (get_interrupt_signal () != 0 || (deadline < 0 && cancellable == NULL)) &&
+      thread_wait_start (w))
+    return;
+#endif
+  backoff_wait_async (w);
+}

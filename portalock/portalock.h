@@ -1,0 +1,16 @@
+/* portalock.h: the umbrella header of portalock
+ *
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ */
+
+#pragma once
+
+#define PORTALOCK_INSIDE
+
+#include <portalock/porta-version.h>
+#include <portalock/porta-version-macros.h>
+#include <portalock/porta-types.h>
+#include <portalock/porta-enums.h>
+#include <portalock/porta-lock.h>
+
+#undef PORTALOCK_INSIDE
