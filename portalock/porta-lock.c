@@ -84,6 +84,11 @@ struct _PortaLock
   PortaLockFile          lf;
   GIOStream             *stream;
 
+  /* whether the filesystem of remote_dev is a network or FUSE one */
+  dev_t                  remote_dev;
+  guint                  remote_known : 1;
+  guint                  remote : 1;
+
   guint                  held : 1;
   guint                  pending : 1;
 };
@@ -218,9 +223,26 @@ porta_lock_verify (PortaLock  *self,
   return TRY_ERROR;
 }
 
-/* Opens the file if needed and tries the lock once, without waiting. */
+/* fstatfs() once per filesystem, not once per wait. */
+static gboolean
+porta_lock_is_remote (PortaLock *self)
+{
+  if (!self->remote_known || self->remote_dev != self->lf.dev)
+    {
+      self->remote = porta_lock_file_is_remote (&self->lf);
+      self->remote_dev = self->lf.dev;
+      self->remote_known = TRUE;
+    }
+  return self->remote;
+}
+
+/* Opens the file if needed and tries the lock once, without waiting; or,
+ * with @block, waits in the kernel for as long as it takes, which a wait
+ * with neither timeout nor cancellable may do at once instead of trying
+ * first (except on network filesystems, where blocking calls may hang). */
 static TryResult
 porta_lock_try_once (PortaLock  *self,
+                     gboolean    block,
                      GError    **error)
 {
   int r;
@@ -230,7 +252,14 @@ porta_lock_try_once (PortaLock  *self,
                              self->mode, self->flags, self->ops, error))
     return TRY_ERROR;
 
-  r = self->ops->lock (self->lf.fd, self->mode, FALSE);
+  if (block && !porta_lock_is_remote (self))
+    {
+      do
+        r = self->ops->lock (self->lf.fd, self->mode, TRUE);
+      while (r == EINTR);
+    }
+  else
+    r = self->ops->lock (self->lf.fd, self->mode, FALSE);
   if (r == EWOULDBLOCK)
     return TRY_BUSY;
   if (r != 0)
@@ -706,7 +735,7 @@ porta_lock_acquire (PortaLock     *self,
   deadline = deadline_for_timeout (timeout_ms);
   for (;;)
     {
-      TryResult tr = porta_lock_try_once (self, error);
+      TryResult tr = porta_lock_try_once (self, timeout_ms < 0 && cancellable == NULL, error);
       int r;
 
       if (tr == TRY_ERROR)
@@ -721,7 +750,8 @@ porta_lock_acquire (PortaLock     *self,
           porta_lock_fail (self, EWOULDBLOCK, timeout_ms, error);
           return FALSE;
         }
-      r = porta_waiter_wait_sync (self->ops, &self->lf, self->mode, deadline, cancellable);
+      r = porta_waiter_wait_sync (self->ops, &self->lf, porta_lock_is_remote (self),
+                                  self->mode, deadline, cancellable);
       if (r != 0)
         {
           porta_lock_fail (self, r, timeout_ms, error);
@@ -822,14 +852,15 @@ acquire_step (GTask *task)
   TryResult tr;
 
   do
-    tr = porta_lock_try_once (self, &error);
+    tr = porta_lock_try_once (self, FALSE, &error);
   while (tr == TRY_AGAIN);
 
   if (tr == TRY_BUSY && data->timeout_ms == 0)
     porta_lock_fail (self, EWOULDBLOCK, 0, &error);
   else if (tr == TRY_BUSY)
     {
-      porta_waiter_wait_async (self->ops, &self->lf, self->mode, data->deadline,
+      porta_waiter_wait_async (self->ops, &self->lf, porta_lock_is_remote (self),
+                               self->mode, data->deadline,
                                g_task_get_cancellable (task),
                                g_task_get_priority (task),
                                acquire_waited, task);

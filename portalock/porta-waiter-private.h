@@ -14,10 +14,13 @@ G_BEGIN_DECLS
 /* Both calls wait until the lock on @lf is taken, @deadline (monotonic
  * microseconds, or -1 for none) passes, or @cancellable is cancelled. They
  * return 0, ETIMEDOUT, ECANCELED or the errno value of a failed lock call.
- * A wait that ends without the lock never holds it afterwards. */
+ * A wait that ends without the lock never holds it afterwards. @remote
+ * says the file is on a network or FUSE filesystem, where waits back off
+ * instead of blocking in the kernel. */
 
 int  porta_waiter_wait_sync  (const PortaBackendOps *ops,
                               const PortaLockFile   *lf,
+                              gboolean               remote,
                               PortaLockMode          mode,
                               gint64                 deadline,
                               GCancellable          *cancellable);
@@ -29,6 +32,7 @@ typedef void (*PortaWaiterCallback) (int      result,
  * caller, at @priority. */
 void porta_waiter_wait_async (const PortaBackendOps *ops,
                               const PortaLockFile   *lf,
+                              gboolean               remote,
                               PortaLockMode          mode,
                               gint64                 deadline,
                               GCancellable          *cancellable,

@@ -31,12 +31,17 @@
  *
  * On network and FUSE filesystems, or where no signal is free, the wait
  * retries with a jittered exponential back-off instead: in the calling
- * thread for a sync wait, and on the main context for an async one. */
+ * thread for a sync wait, and on the main context for an async one.
+ *
+ * Async waits in threads are bounded: at most PORTALOCK_MAX_WAITER_THREADS
+ * (default 64) at once in a process. Further async waits back off on their
+ * main context, and each of them moves into a thread when one is free. */
 
 #define INTERRUPT_INTERVAL_NS (200 * 1000)
 #define BACKOFF_MIN_US        1000
 #define BACKOFF_MAX_US        (100 * 1000)
 #define WAITER_STACK_SIZE     (256 * 1024)
+#define DEFAULT_MAX_THREADS   64
 
 #if defined (__linux__) && defined (HAVE_TIMER_CREATE) && defined (HAVE_GETTID)
 # define HAVE_KERNEL_WAIT 1
@@ -267,12 +272,13 @@ backoff_wait_sync (const PortaBackendOps *ops,
 int
 porta_waiter_wait_sync (const PortaBackendOps *ops,
                         const PortaLockFile   *lf,
+                        gboolean               remote,
                         PortaLockMode          mode,
                         gint64                 deadline,
                         GCancellable          *cancellable)
 {
 #ifdef HAVE_KERNEL_WAIT
-  if (!porta_lock_file_is_remote (lf))
+  if (!remote)
     {
       int r = kernel_wait (ops, lf->fd, mode, deadline, cancellable);
 
@@ -304,6 +310,7 @@ typedef struct
 
   /* waits in a thread */
   pthread_t              thread;
+  gboolean               local;
 } AsyncWait;
 
 static void
@@ -315,8 +322,7 @@ async_wait_free (AsyncWait *w)
 }
 
 static void
-backoff_finish (AsyncWait *w,
-                int        result)
+backoff_detach (AsyncWait *w)
 {
   if (w->retry_source != NULL)
     {
@@ -328,23 +334,52 @@ backoff_finish (AsyncWait *w,
       g_source_destroy (w->cancel_source);
       g_clear_pointer (&w->cancel_source, g_source_unref);
     }
+}
+
+static void
+backoff_finish (AsyncWait *w,
+                int        result)
+{
+  backoff_detach (w);
   w->callback (result, w->user_data);
   async_wait_free (w);
 }
 
 static gboolean backoff_retry (gpointer user_data);
+#ifdef HAVE_KERNEL_WAIT
+static gboolean thread_wait_start (AsyncWait *w);
+#endif
 
+static gboolean
+retry_source_dispatch (GSource     *source,
+                       GSourceFunc  callback,
+                       gpointer     user_data)
+{
+  g_source_set_ready_time (source, -1);
+  return callback (user_data);
+}
+
+static GSourceFuncs retry_source_funcs = {
+  NULL, NULL, retry_source_dispatch, NULL, NULL, NULL,
+};
+
+/* One source for the whole wait, woken by its ready time: microsecond
+ * deadlines keep many waits' retries spread out instead of bunched into
+ * the same millisecond. */
 static void
 backoff_schedule (AsyncWait *w)
 {
   gint64 sleep_us = backoff_sleep_us (&w->delay, w->deadline);
 
-  g_clear_pointer (&w->retry_source, g_source_unref);
-  w->retry_source = g_timeout_source_new ((guint) ((sleep_us + 999) / 1000));
-  g_source_set_priority (w->retry_source, w->priority);
-  g_source_set_callback (w->retry_source, backoff_retry, w, NULL);
-  g_source_set_static_name (w->retry_source, "[portalock] retry lock");
-  g_source_attach (w->retry_source, w->context);
+  if (w->retry_source == NULL)
+    {
+      w->retry_source = g_source_new (&retry_source_funcs, sizeof (GSource));
+      g_source_set_priority (w->retry_source, w->priority);
+      g_source_set_callback (w->retry_source, backoff_retry, w, NULL);
+      g_source_set_static_name (w->retry_source, "[portalock] retry lock");
+      g_source_attach (w->retry_source, w->context);
+    }
+  g_source_set_ready_time (w->retry_source, g_get_monotonic_time () + sleep_us);
 }
 
 static gboolean
@@ -356,10 +391,21 @@ backoff_retry (gpointer user_data)
   if (r == EWOULDBLOCK && w->deadline >= 0 && g_get_monotonic_time () >= w->deadline)
     r = ETIMEDOUT;
   if (r != EWOULDBLOCK)
-    backoff_finish (w, r);
-  else
-    backoff_schedule (w);
-  return G_SOURCE_REMOVE;
+    {
+      backoff_finish (w, r);
+      return G_SOURCE_REMOVE;
+    }
+#ifdef HAVE_KERNEL_WAIT
+  /* A local wait that backs off only for want of a thread takes one as
+   * soon as one is free. */
+  if (w->local && thread_wait_start (w))
+    {
+      backoff_detach (w);
+      return G_SOURCE_REMOVE;
+    }
+#endif
+  backoff_schedule (w);
+  return G_SOURCE_CONTINUE;
 }
 
 static gboolean
@@ -373,7 +419,9 @@ backoff_cancelled (GCancellable *cancellable,
 static void
 backoff_wait_async (AsyncWait *w)
 {
-  w->delay = BACKOFF_MIN_US;
+  /* Many waits that start together (say, more than there are waiter
+   * threads) must not retry in lockstep: start each at a random delay. */
+  w->delay = g_random_int_range (BACKOFF_MIN_US, 4 * BACKOFF_MIN_US);
   if (w->cancellable != NULL)
     {
       w->cancel_source = g_cancellable_source_new (w->cancellable);
@@ -387,6 +435,26 @@ backoff_wait_async (AsyncWait *w)
 
 #ifdef HAVE_KERNEL_WAIT
 
+static int n_waiter_threads;   /* atomic */
+
+static int
+get_max_waiter_threads (void)
+{
+  static gsize once = 0;
+  static int max_threads;
+
+  if (g_once_init_enter (&once))
+    {
+      const char *env = g_getenv ("PORTALOCK_MAX_WAITER_THREADS");
+
+      max_threads = env != NULL ? atoi (env) : DEFAULT_MAX_THREADS;
+      if (max_threads < 0)
+        max_threads = 0;
+      g_once_init_leave (&once, 1);
+    }
+  return max_threads;
+}
+
 static gboolean
 thread_wait_complete (gpointer user_data)
 {
@@ -395,6 +463,7 @@ thread_wait_complete (gpointer user_data)
   /* The thread's last act was to attach this source: reap it, so that no
    * waiter thread outlives its wait. */
   pthread_join (w->thread, NULL);
+  g_atomic_int_add (&n_waiter_threads, -1);
   w->callback (w->result, w->user_data);
   async_wait_free (w);
   return G_SOURCE_REMOVE;
@@ -419,12 +488,22 @@ thread_wait_main (void *data)
   return NULL;
 }
 
+/* Starts a thread for the wait if a slot is free and it can be
+ * interrupted as it needs to be. */
 static gboolean
 thread_wait_start (AsyncWait *w)
 {
   pthread_attr_t attr;
   sigset_t all, old;
   int r;
+
+  if (get_interrupt_signal () == 0 && (w->deadline >= 0 || w->cancellable != NULL))
+    return FALSE;
+  if (g_atomic_int_add (&n_waiter_threads, 1) >= get_max_waiter_threads ())
+    {
+      g_atomic_int_add (&n_waiter_threads, -1);
+      return FALSE;
+    }
 
   pthread_attr_init (&attr);
   pthread_attr_setstacksize (&attr, WAITER_STACK_SIZE);
@@ -435,6 +514,8 @@ thread_wait_start (AsyncWait *w)
   r = pthread_create (&w->thread, &attr, thread_wait_main, w);
   pthread_sigmask (SIG_SETMASK, &old, NULL);
   pthread_attr_destroy (&attr);
+  if (r != 0)
+    g_atomic_int_add (&n_waiter_threads, -1);
   return r == 0;
 }
 
@@ -443,6 +524,7 @@ thread_wait_start (AsyncWait *w)
 void
 porta_waiter_wait_async (const PortaBackendOps *ops,
                          const PortaLockFile   *lf,
+                         gboolean               remote,
                          PortaLockMode          mode,
                          gint64                 deadline,
                          GCancellable          *cancellable,
@@ -463,9 +545,8 @@ porta_waiter_wait_async (const PortaBackendOps *ops,
   w->user_data = user_data;
 
 #ifdef HAVE_KERNEL_WAIT
-  if (!porta_lock_file_is_remote (lf) &&
-      (get_interrupt_signal () != 0 || (deadline < 0 && cancellable == NULL)) &&
-      thread_wait_start (w))
+  w->local = !remote;
+  if (w->local && thread_wait_start (w))
     return;
 #endif
   backoff_wait_async (w);

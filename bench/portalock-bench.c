@@ -1,0 +1,650 @@
+/* portalock-bench.c: portalock against the kernel, side by side in one run
+ *
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ *
+ * Prints one table: each figure, the baseline measured in the same run, and
+ * their ratio. The holders of contended locks are forked children that only
+ * make system calls, so both sides of every hand-off are measured with the
+ * same CLOCK_MONOTONIC.
+ */
+
+#include "config.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/mman.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <portalock/portalock.h>
+
+static char *workdir;
+static char *self_exe;
+
+static gint64
+now_us (void)
+{
+  struct timespec ts;
+
+  clock_gettime (CLOCK_MONOTONIC, &ts);
+  return (gint64) ts.tv_sec * G_USEC_PER_SEC + ts.tv_nsec / 1000;
+}
+
+static gint64
+now_ns (void)
+{
+  struct timespec ts;
+
+  clock_gettime (CLOCK_MONOTONIC, &ts);
+  return (gint64) ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+static int
+cmp_i64 (const void *a, const void *b)
+{
+  gint64 x = *(const gint64 *) a, y = *(const gint64 *) b;
+
+  return x < y ? -1 : x > y;
+}
+
+static double
+percentile (gint64 *v, guint n, double p)
+{
+  qsort (v, n, sizeof *v, cmp_i64);
+  return (double) v[MIN (n - 1, (guint) (p * n))];
+}
+
+static void
+row (const char *figure, double value, const char *unit, const char *baseline_name,
+     double baseline, const char *target)
+{
+  if (baseline > 0)
+    g_print ("%-46s %10.1f %-5s %-24s %10.1f %-5s %6.2fx  %s\n",
+             figure, value, unit, baseline_name, baseline, unit, value / baseline, target);
+  else
+    g_print ("%-46s %10.1f %-5s %-24s %10s %-5s %7s  %s\n",
+             figure, value, unit, baseline_name, "-", "", "", target);
+}
+
+/* 1. Uncontended acquire + release */
+
+static void
+bench_uncontended (void)
+{
+  const int n = 200000;
+  g_autofree char *path = g_build_filename (workdir, "uncontended.lock", NULL);
+  g_autoptr(PortaLock) lock = porta_lock_new_for_path (path, PORTA_LOCK_MODE_EXCLUSIVE);
+  double raw_ns, porta_ns;
+  gint64 t;
+
+  close (open (path, O_RDWR | O_CREAT, 0644));
+
+  for (int round = 0; round < 2; round++)   /* the first round warms up */
+    {
+      t = now_ns ();
+      for (int i = 0; i < n; i++)
+        {
+          int fd = open (path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+
+          flock (fd, LOCK_EX | LOCK_NB);
+          close (fd);
+        }
+      raw_ns = (double) (now_ns () - t) / n;
+
+      t = now_ns ();
+      for (int i = 0; i < n; i++)
+        {
+          if (!porta_lock_acquire (lock, 0, NULL, NULL))
+            g_error ("uncontended acquire failed");
+          porta_lock_release (lock, NULL);
+        }
+      porta_ns = (double) (now_ns () - t) / n;
+    }
+
+  row ("1. uncontended acquire+release", porta_ns, "ns", "open+flock+close", raw_ns, "<= 2x");
+}
+
+/* 2. Hand-off latency. A forked holder takes the lock, waits until the
+ * waiter says it is about to block, gives it 3 ms to get into the kernel,
+ * stamps the time and releases; the waiter stamps the time it holds it. */
+
+typedef struct
+{
+  volatile gint64 released_at;
+} Shared;
+
+typedef enum { WAIT_RAW, WAIT_SYNC, WAIT_ASYNC } WaitKind;
+
+static pid_t
+fork_holder (const char *path, int rounds, int *to_child, int *from_child, Shared *sh,
+             int hold_ms)
+{
+  int down[2], up[2];
+  pid_t pid;
+
+  if (pipe (down) != 0 || pipe (up) != 0)
+    g_error ("pipe: %s", g_strerror (errno));
+  pid = fork ();
+  if (pid == 0)
+    {
+      char c;
+
+      close (down[1]);
+      close (up[0]);
+      for (int i = 0; i < rounds; i++)
+        {
+          int fd = open (path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+          struct timespec ts = { hold_ms / 1000, (hold_ms % 1000) * 1000000L };
+
+          flock (fd, LOCK_EX);
+          if (write (up[1], "H", 1) != 1 || read (down[0], &c, 1) != 1)
+            _exit (1);
+          nanosleep (&ts, NULL);
+          sh->released_at = now_us ();
+          flock (fd, LOCK_UN);
+          close (fd);
+          if (read (down[0], &c, 1) != 1)
+            _exit (1);
+        }
+      _exit (0);
+    }
+  close (down[0]);
+  close (up[1]);
+  *to_child = down[1];
+  *from_child = up[0];
+  return pid;
+}
+
+static void
+end_holder (pid_t pid, int to_child, int from_child)
+{
+  int status;
+
+  close (to_child);
+  close (from_child);
+  waitpid (pid, &status, 0);
+}
+
+typedef struct
+{
+  GMainLoop *loop;
+  gint64     done_at;
+  GError    *error;
+} AsyncWait;
+
+static void
+on_acquired (GObject *source, GAsyncResult *result, gpointer user_data)
+{
+  AsyncWait *w = user_data;
+
+  w->done_at = now_us ();
+  porta_lock_acquire_finish (PORTA_LOCK (source), result, &w->error);
+  g_main_loop_quit (w->loop);
+}
+
+static void
+handoff (WaitKind kind, int rounds, gint64 *lat)
+{
+  g_autofree char *path = g_build_filename (workdir, "handoff.lock", NULL);
+  Shared *sh = mmap (NULL, sizeof *sh, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+  g_autoptr(PortaLock) lock = porta_lock_new_for_path (path, PORTA_LOCK_MODE_EXCLUSIVE);
+  g_autoptr(GMainLoop) loop = g_main_loop_new (NULL, FALSE);
+  int to_child, from_child;
+  pid_t pid = fork_holder (path, rounds, &to_child, &from_child, sh, 3);
+
+  for (int i = 0; i < rounds; i++)
+    {
+      gint64 got = 0;
+      char c;
+
+      if (read (from_child, &c, 1) != 1 || write (to_child, "W", 1) != 1)
+        g_error ("holder died");
+      if (kind == WAIT_RAW)
+        {
+          int fd = open (path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+
+          flock (fd, LOCK_EX);
+          got = now_us ();
+          close (fd);
+        }
+      else if (kind == WAIT_SYNC)
+        {
+          g_autoptr(GError) error = NULL;
+
+          if (!porta_lock_acquire (lock, 10000, NULL, &error))
+            g_error ("%s", error->message);
+          got = now_us ();
+          porta_lock_release (lock, NULL);
+        }
+      else
+        {
+          AsyncWait w = { loop, 0, NULL };
+
+          porta_lock_acquire_async (lock, 10000, G_PRIORITY_DEFAULT, NULL, on_acquired, &w);
+          g_main_loop_run (loop);
+          if (w.error != NULL)
+            g_error ("%s", w.error->message);
+          got = w.done_at;
+          porta_lock_release (lock, NULL);
+        }
+      lat[i] = got - sh->released_at;
+      if (write (to_child, "D", 1) != 1)
+        g_error ("holder died");
+    }
+  end_holder (pid, to_child, from_child);
+  munmap (sh, sizeof *sh);
+}
+
+static void
+bench_handoff (void)
+{
+  const int rounds = 300;
+  g_autofree gint64 *raw = g_new (gint64, rounds);
+  g_autofree gint64 *sync = g_new (gint64, rounds);
+  g_autofree gint64 *async = g_new (gint64, rounds);
+  double raw50, raw99;
+
+  handoff (WAIT_RAW, rounds, raw);
+  handoff (WAIT_SYNC, rounds, sync);
+  handoff (WAIT_ASYNC, rounds, async);
+  raw50 = percentile (raw, rounds, 0.50);
+  raw99 = percentile (raw, rounds, 0.99);
+  row ("2. hand-off, sync acquire(timeout) p50", percentile (sync, rounds, 0.50), "us",
+       "flock(2) waiter p50", raw50, "<= 2x");
+  row ("2. hand-off, sync acquire(timeout) p99", percentile (sync, rounds, 0.99), "us",
+       "flock(2) waiter p99", raw99, "< 2000 us");
+  row ("2. hand-off, async on GMainLoop p50", percentile (async, rounds, 0.50), "us",
+       "flock(2) waiter p50", raw50, "< 300 us");
+  row ("2. hand-off, async on GMainLoop p99", percentile (async, rounds, 0.99), "us",
+       "flock(2) waiter p99", raw99, "< 2000 us");
+}
+
+/* 3. CPU used while waiting 2 s for a held lock */
+
+static double
+cpu_us (void)
+{
+  struct rusage ru;
+
+  getrusage (RUSAGE_SELF, &ru);
+  return ru.ru_utime.tv_sec * 1e6 + ru.ru_utime.tv_usec + ru.ru_stime.tv_sec * 1e6 + ru.ru_stime.tv_usec;
+}
+
+static void
+bench_cpu (void)
+{
+  g_autofree char *path = g_build_filename (workdir, "cpu.lock", NULL);
+  Shared *sh = mmap (NULL, sizeof *sh, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+  g_autoptr(PortaLock) lock = porta_lock_new_for_path (path, PORTA_LOCK_MODE_EXCLUSIVE);
+  g_autoptr(GMainLoop) loop = g_main_loop_new (NULL, FALSE);
+  int to_child, from_child;
+  pid_t pid = fork_holder (path, 2, &to_child, &from_child, sh, 2000);
+  double before, sync_cpu, async_cpu;
+  AsyncWait w = { loop, 0, NULL };
+  char c;
+
+  if (read (from_child, &c, 1) != 1 || write (to_child, "W", 1) != 1)
+    g_error ("holder died");
+  before = cpu_us ();
+  if (!porta_lock_acquire (lock, 10000, NULL, NULL))
+    g_error ("acquire failed");
+  sync_cpu = cpu_us () - before;
+  porta_lock_release (lock, NULL);
+  if (write (to_child, "D", 1) != 1)
+    g_error ("holder died");
+
+  if (read (from_child, &c, 1) != 1 || write (to_child, "W", 1) != 1)
+    g_error ("holder died");
+  before = cpu_us ();
+  porta_lock_acquire_async (lock, 10000, G_PRIORITY_DEFAULT, NULL, on_acquired, &w);
+  g_main_loop_run (loop);
+  async_cpu = cpu_us () - before;
+  porta_lock_release (lock, NULL);
+  if (write (to_child, "D", 1) != 1)
+    g_error ("holder died");
+  end_holder (pid, to_child, from_child);
+  munmap (sh, sizeof *sh);
+
+  row ("3. CPU while waiting 2 s, sync", sync_cpu, "us", "", 0, "< 2000 us");
+  row ("3. CPU while waiting 2 s, async", async_cpu, "us", "", 0, "< 2000 us");
+}
+
+/* 4. Timeout precision and cancellation latency */
+
+typedef struct
+{
+  GCancellable *cancellable;
+  gint64        delay_us;
+  gint64        cancelled_at;
+} Canceller;
+
+static gpointer
+cancel_later (gpointer data)
+{
+  Canceller *c = data;
+
+  g_usleep (c->delay_us);
+  c->cancelled_at = now_us ();
+  g_cancellable_cancel (c->cancellable);
+  return NULL;
+}
+
+static void
+bench_timeouts (void)
+{
+  const int rounds = 100;
+  const int timeout_ms = 20;
+  g_autofree char *path = g_build_filename (workdir, "timeout.lock", NULL);
+  g_autoptr(PortaLock) lock = porta_lock_new_for_path (path, PORTA_LOCK_MODE_EXCLUSIVE);
+  g_autoptr(PortaLock) holder = porta_lock_new_for_path (path, PORTA_LOCK_MODE_EXCLUSIVE);
+  g_autoptr(GMainLoop) loop = g_main_loop_new (NULL, FALSE);
+  g_autofree gint64 *sync_late = g_new (gint64, rounds);
+  g_autofree gint64 *async_late = g_new (gint64, rounds);
+  g_autofree gint64 *sync_cancel = g_new (gint64, rounds);
+  g_autofree gint64 *async_cancel = g_new (gint64, rounds);
+
+  /* Another PortaLock on the same file excludes this one exactly as
+   * another process would. */
+  if (!porta_lock_acquire (holder, 0, NULL, NULL))
+    g_error ("could not take the holder lock");
+
+  for (int i = 0; i < rounds; i++)
+    {
+      gint64 start = now_us ();
+      AsyncWait w = { loop, 0, NULL };
+      g_autoptr(GCancellable) c1 = g_cancellable_new ();
+      g_autoptr(GCancellable) c2 = g_cancellable_new ();
+      Canceller canceller = { c1, 5000 + g_random_int_range (0, 5000), 0 };
+      GThread *thread;
+
+      if (porta_lock_acquire (lock, timeout_ms, NULL, NULL))
+        g_error ("acquired a held lock");
+      sync_late[i] = now_us () - (start + timeout_ms * 1000);
+
+      start = now_us ();
+      porta_lock_acquire_async (lock, timeout_ms, G_PRIORITY_DEFAULT, NULL, on_acquired, &w);
+      g_main_loop_run (loop);
+      g_clear_error (&w.error);
+      async_late[i] = w.done_at - (start + timeout_ms * 1000);
+
+      thread = g_thread_new ("canceller", cancel_later, &canceller);
+      if (porta_lock_acquire (lock, -1, c1, NULL))
+        g_error ("acquired a held lock");
+      sync_cancel[i] = now_us () - canceller.cancelled_at;
+      g_thread_join (thread);
+
+      canceller.cancellable = c2;
+      thread = g_thread_new ("canceller", cancel_later, &canceller);
+      porta_lock_acquire_async (lock, -1, G_PRIORITY_DEFAULT, c2, on_acquired, &w);
+      g_main_loop_run (loop);
+      g_clear_error (&w.error);
+      async_cancel[i] = w.done_at - canceller.cancelled_at;
+      g_thread_join (thread);
+    }
+
+  row ("4. timeout lateness, sync p99", percentile (sync_late, rounds, 0.99), "us", "", 0, "< 2000 us");
+  row ("4. timeout lateness, async p99", percentile (async_late, rounds, 0.99), "us", "", 0, "< 2000 us");
+  row ("4. cancellation latency, sync p99", percentile (sync_cancel, rounds, 0.99), "us", "", 0, "< 2000 us");
+  row ("4. cancellation latency, async p99", percentile (async_cancel, rounds, 0.99), "us", "", 0, "< 2000 us");
+}
+
+/* 5. Throughput under contention: 8 processes x 2000 lock/unlock */
+
+static int
+worker_main (const char *kind, const char *path, int n)
+{
+  if (g_str_equal (kind, "raw"))
+    {
+      int fd = open (path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+
+      for (int i = 0; i < n; i++)
+        {
+          flock (fd, LOCK_EX);
+          flock (fd, LOCK_UN);
+        }
+      close (fd);
+    }
+  else if (g_str_equal (kind, "raw-open"))
+    {
+      for (int i = 0; i < n; i++)
+        {
+          int fd = open (path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+
+          flock (fd, LOCK_EX);
+          close (fd);
+        }
+    }
+  else
+    {
+      g_autoptr(PortaLock) lock = porta_lock_new_for_path (path, PORTA_LOCK_MODE_EXCLUSIVE);
+      int timeout = g_str_equal (kind, "porta-timeout") ? 10000 : -1;
+
+      for (int i = 0; i < n; i++)
+        {
+          g_autoptr(GError) error = NULL;
+
+          if (!porta_lock_acquire (lock, timeout, NULL, &error))
+            {
+              g_printerr ("%s\n", error->message);
+              return 1;
+            }
+          porta_lock_release (lock, NULL);
+        }
+    }
+  return 0;
+}
+
+static double
+run_workers (const char *kind, int procs, int n)
+{
+  g_autofree char *path = g_build_filename (workdir, "throughput.lock", NULL);
+  g_autofree char *count = g_strdup_printf ("%d", n);
+  g_autoptr(GPtrArray) children = g_ptr_array_new_with_free_func (g_object_unref);
+  gint64 start = now_us ();
+
+  for (int i = 0; i < procs; i++)
+    {
+      g_autoptr(GError) error = NULL;
+      GSubprocess *p = g_subprocess_new (G_SUBPROCESS_FLAGS_NONE, &error, self_exe,
+                                         "--worker", kind, path, count, NULL);
+
+      if (p == NULL)
+        g_error ("%s", error->message);
+      g_ptr_array_add (children, p);
+    }
+  for (guint i = 0; i < children->len; i++)
+    if (!g_subprocess_wait_check (children->pdata[i], NULL, NULL))
+      g_error ("a %s worker failed", kind);
+  return (double) procs * n / ((now_us () - start) / 1e6);
+}
+
+static void
+bench_throughput (void)
+{
+  double raw = run_workers ("raw", 8, 2000);
+  double raw_open = run_workers ("raw-open", 8, 2000);
+  double porta = run_workers ("porta", 8, 2000);
+  double porta_timeout = run_workers ("porta-timeout", 8, 2000);
+
+  /* Two baselines: flock(2) on one descriptor kept open, and the
+   * open+flock+close per operation that lock libraries (portalocker,
+   * filelock, portalock) do, so that no descriptor outlives a release. */
+  row ("5. 8 procs x 2000, acquire(-1)", porta, "op/s", "flock/unlock, fd kept", raw, ">= 0.8x");
+  row ("5. 8 procs x 2000, acquire(-1)", porta, "op/s", "open+flock+close", raw_open, ">= 0.8x");
+  row ("5. 8 procs x 2000, acquire(10 s)", porta_timeout, "op/s", "open+flock+close", raw_open, ">= 0.8x");
+}
+
+/* 6. 1,000 async acquires pending at once */
+
+typedef struct
+{
+  GMainLoop *loop;
+  int        pending;
+  int        failed;
+  gint64     last_tick;
+  gint64     max_stall;
+  int        max_threads;
+  gint64     query_started;
+  gint64     query_us;
+  gint64     stall_at;
+} Scale;
+
+static int
+thread_count (void)
+{
+  g_autofree char *status = NULL;
+  const char *p;
+
+  if (!g_file_get_contents ("/proc/self/status", &status, NULL, NULL))
+    return -1;
+  p = strstr (status, "Threads:");
+  return p ? atoi (p + 8) : -1;
+}
+
+static void
+scale_acquired (GObject *source, GAsyncResult *result, gpointer user_data)
+{
+  Scale *s = user_data;
+
+  if (!porta_lock_acquire_finish (PORTA_LOCK (source), result, NULL))
+    s->failed++;
+  if (--s->pending == 0)
+    g_main_loop_quit (s->loop);
+}
+
+static gboolean
+scale_tick (gpointer user_data)
+{
+  Scale *s = user_data;
+  gint64 t = now_us ();
+
+  if (t - s->last_tick > s->max_stall)
+    {
+      s->max_stall = t - s->last_tick;
+      s->stall_at = t;
+    }
+  s->last_tick = t;
+  s->max_threads = MAX (s->max_threads, thread_count ());
+  return G_SOURCE_CONTINUE;
+}
+
+static void
+scale_queried (GObject *source, GAsyncResult *result, gpointer user_data)
+{
+  Scale *s = user_data;
+  g_autoptr(GFileInfo) info = g_file_query_info_finish (G_FILE (source), result, NULL);
+
+  s->query_us = now_us () - s->query_started;
+}
+
+static void
+bench_scale (void)
+{
+  const int n = 1000;
+  g_autoptr(GMainLoop) loop = g_main_loop_new (NULL, FALSE);
+  g_autoptr(GPtrArray) locks = g_ptr_array_new_with_free_func (g_object_unref);
+  g_autoptr(GFile) dir = g_file_new_for_path (workdir);
+  Scale s = { loop, n, 0, 0, 0, 0, 0, -1, 0 };
+  int to_child[2], from_child[2];
+  pid_t pid;
+  guint tick;
+  char c;
+  gint64 released_at, start;
+
+  if (pipe (to_child) != 0 || pipe (from_child) != 0)
+    g_error ("pipe");
+  pid = fork ();
+  if (pid == 0)
+    {
+      for (int i = 0; i < n; i++)
+        {
+          char path[4096];
+          int fd;
+
+          snprintf (path, sizeof path, "%s/scale-%d.lock", workdir, i);
+          fd = open (path, O_RDWR | O_CREAT, 0644);
+          flock (fd, LOCK_EX);
+        }
+      if (write (from_child[1], "H", 1) != 1 || read (to_child[0], &c, 1) != 1)
+        _exit (1);
+      _exit (0);   /* releases all 1,000 locks */
+    }
+  if (read (from_child[0], &c, 1) != 1)
+    g_error ("holder died");
+
+  start = now_us ();
+  for (int i = 0; i < n; i++)
+    {
+      g_autofree char *path = g_strdup_printf ("%s/scale-%d.lock", workdir, i);
+      PortaLock *lock = porta_lock_new_for_path (path, PORTA_LOCK_MODE_EXCLUSIVE);
+
+      g_ptr_array_add (locks, lock);
+      porta_lock_acquire_async (lock, 60000, G_PRIORITY_DEFAULT, NULL, scale_acquired, &s);
+    }
+  s.last_tick = now_us ();
+  tick = g_timeout_add (1, scale_tick, &s);
+  s.query_started = now_us ();
+  g_file_query_info_async (dir, G_FILE_ATTRIBUTE_STANDARD_TYPE, G_FILE_QUERY_INFO_NONE,
+                           G_PRIORITY_DEFAULT, NULL, scale_queried, &s);
+  /* let the waits settle into the kernel, then release them all */
+  while (now_us () - start < 500000)
+    g_main_context_iteration (NULL, TRUE);
+  released_at = now_us ();
+  if (write (to_child[1], "R", 1) != 1)
+    g_error ("holder died");
+  g_main_loop_run (loop);
+  g_source_remove (tick);
+  waitpid (pid, NULL, 0);
+
+  g_print ("6. %d pending async acquires: %d completed, %d failed, all done %.1f ms after the release\n",
+           n, n - s.failed - s.pending, s.failed, (now_us () - released_at) / 1000.0);
+  row ("6. longest main-loop stall", s.max_stall / 1000.0, "ms", "", 0, "< 5 ms");
+  g_print ("   (it ended %.1f ms %s the release)\n", ABS (s.stall_at - released_at) / 1000.0,
+           s.stall_at < released_at ? "before" : "after");
+  row ("6. g_file_query_info_async meanwhile", s.query_us / 1000.0, "ms", "", 0, "< 50 ms");
+  row ("6. peak threads", s.max_threads, "", "", 0, "bounded");
+}
+
+int
+main (int argc, char **argv)
+{
+  g_autoptr(GError) error = NULL;
+  g_autofree char *only = NULL;
+
+  if (argc == 5 && g_str_equal (argv[1], "--worker"))
+    return worker_main (argv[2], argv[3], atoi (argv[4]));
+  if (argc == 2)
+    only = g_strdup (argv[1]);
+
+  self_exe = g_file_read_link ("/proc/self/exe", NULL);
+  workdir = g_dir_make_tmp ("portalock-bench-XXXXXX", &error);
+  if (workdir == NULL)
+    g_error ("%s", error->message);
+
+  g_print ("portalock %s benchmark, %d CPUs, files in %s\n\n", PORTA_VERSION,
+           g_get_num_processors (), workdir);
+  g_print ("%-46s %16s %-24s %16s %7s  %s\n", "figure", "portalock", "baseline", "", "ratio", "target");
+
+#define RUN(name, fn) if (only == NULL || g_str_equal (only, name)) fn ()
+  RUN ("uncontended", bench_uncontended);
+  RUN ("handoff", bench_handoff);
+  RUN ("cpu", bench_cpu);
+  RUN ("timeouts", bench_timeouts);
+  RUN ("throughput", bench_throughput);
+  RUN ("scale", bench_scale);
+#undef RUN
+
+  {
+    g_autofree char *cmd = g_strdup_printf ("rm -rf '%s'", workdir);
+    if (system (cmd) != 0)
+      g_printerr ("could not remove %s\n", workdir);
+  }
+  return 0;
+}
