@@ -64,6 +64,7 @@ gboolean               porta_lock_file_is_remote (const PortaLockFile   *lf);
 void                   porta_set_lock_error     (GError                **error,
                                                  int                     errsv,
                                                  const char             *display,
-                                                 const PortaBackendOps  *ops);
+                                                 const PortaBackendOps  *ops,
+                                                 const PortaLockFile    *lf);
 
 G_END_DECLS

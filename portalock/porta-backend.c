@@ -18,6 +18,7 @@
 #include <gio/gio.h>
 
 #include "porta-backend-private.h"
+#include "porta-holder-private.h"
 #include "porta-i18n-private.h"
 
 /* flock(2): owned by the open file description. */
@@ -454,18 +455,29 @@ porta_lock_file_is_remote (const PortaLockFile *lf)
 #endif
 }
 
+/* Sets an error for a failed lock call. When the lock is taken, the
+ * message names the holder where the kernel tells who it is. */
 void
 porta_set_lock_error (GError                **error,
                       int                     errsv,
                       const char             *display,
-                      const PortaBackendOps  *ops)
+                      const PortaBackendOps  *ops,
+                      const PortaLockFile    *lf)
 {
   switch (errsv)
     {
     case EWOULDBLOCK:
-      g_set_error (error, G_IO_ERROR, G_IO_ERROR_WOULD_BLOCK,
-                   _("Cannot lock “%s”: it is locked by someone else"),
-                   display);
+      {
+        g_autofree char *holder = NULL;
+
+        if (lf != NULL && lf->fd >= 0)
+          holder = porta_holder_describe (lf->dev, lf->ino, ops->id == PORTA_BACKEND_FLOCK);
+        if (holder == NULL)
+          holder = g_strdup (_("an unknown process"));
+        g_set_error (error, G_IO_ERROR, G_IO_ERROR_WOULD_BLOCK,
+                     _("Cannot lock “%s”: it is held by %s"),
+                     display, holder);
+      }
       break;
     case ENOLCK:
     case EOPNOTSUPP:

@@ -6,12 +6,15 @@
 #include "config.h"
 
 #include <errno.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "porta-backend-private.h"
 #include "porta-enums.h"
+#include "porta-holder-private.h"
 #include "porta-i18n-private.h"
 #include "porta-lock.h"
+#include "porta-lockable.h"
 #include "porta-lock-stream-private.h"
 #include "porta-waiter-private.h"
 
@@ -91,6 +94,10 @@ struct _PortaLock
 
   guint                  held : 1;
   guint                  pending : 1;
+
+  /* with PORTA_LOCK_FLAGS_REENTRANT: nesting depth and owning thread */
+  guint                  depth;
+  GThread               *owner;
 };
 
 enum {
@@ -105,14 +112,21 @@ enum {
 
 static GParamSpec *properties[N_PROPS];
 
-G_DEFINE_FINAL_TYPE (PortaLock, porta_lock, G_TYPE_OBJECT)
+static void porta_lock_lockable_iface_init (PortaLockableInterface *iface);
+
+G_DEFINE_FINAL_TYPE_WITH_CODE (PortaLock, porta_lock, G_TYPE_OBJECT,
+                               G_IMPLEMENT_INTERFACE (PORTA_TYPE_LOCKABLE,
+                                                      porta_lock_lockable_iface_init))
 
 G_DEFINE_QUARK (porta-lock-error-quark, porta_lock_error)
 
 static void
 porta_lock_set_held (PortaLock *self,
-                     gboolean   held)
+                     gboolean   held,
+                     GThread   *owner)
 {
+  self->depth = held ? 1 : 0;
+  self->owner = held ? owner : NULL;
   if (self->held == !!held)
     return;
   self->held = !!held;
@@ -132,10 +146,27 @@ porta_lock_close_file (PortaLock *self)
   porta_lock_file_close (&self->lf, self->ops);
 }
 
+/* A nested acquire of a held reentrant lock by its owning thread. */
+static gboolean
+porta_lock_is_reentry (PortaLock *self)
+{
+  return self->held &&
+         (self->flags & PORTA_LOCK_FLAGS_REENTRANT) &&
+         self->owner == g_thread_self ();
+}
+
 static gboolean
 porta_lock_check_usable (PortaLock  *self,
                          GError    **error)
 {
+  if (self->held && (self->flags & PORTA_LOCK_FLAGS_REENTRANT))
+    {
+      g_set_error (error, PORTA_LOCK_ERROR, PORTA_LOCK_ERROR_ALREADY_HELD,
+                   _("The reentrant lock on “%s” is held by another thread; "
+                     "give each thread a PortaLock of its own"),
+                   self->display);
+      return FALSE;
+    }
   if (self->held)
     {
       g_set_error (error, PORTA_LOCK_ERROR, PORTA_LOCK_ERROR_ALREADY_HELD,
@@ -182,15 +213,24 @@ porta_lock_set_wait_error (PortaLock  *self,
                            GError    **error)
 {
   if (result == ETIMEDOUT)
-    g_set_error (error, G_IO_ERROR, G_IO_ERROR_TIMED_OUT,
-                 _("Timed out after %d ms waiting for the lock on “%s”"),
-                 timeout_ms, self->display);
+    {
+      g_autofree char *holder = NULL;
+
+      if (self->lf.fd >= 0)
+        holder = porta_holder_describe (self->lf.dev, self->lf.ino,
+                                        self->ops->id == PORTA_BACKEND_FLOCK);
+      if (holder == NULL)
+        holder = g_strdup (_("an unknown process"));
+      g_set_error (error, G_IO_ERROR, G_IO_ERROR_TIMED_OUT,
+                   _("Timed out after %d ms waiting for the lock on “%s”, held by %s"),
+                   timeout_ms, self->display, holder);
+    }
   else if (result == ECANCELED)
     g_set_error (error, G_IO_ERROR, G_IO_ERROR_CANCELLED,
                  _("Waiting for the lock on “%s” was cancelled"),
                  self->display);
   else
-    porta_set_lock_error (error, result, self->display, self->ops);
+    porta_set_lock_error (error, result, self->display, self->ops, &self->lf);
 }
 
 /* What one attempt at the lock came to. */
@@ -264,7 +304,7 @@ porta_lock_try_once (PortaLock  *self,
     return TRY_BUSY;
   if (r != 0)
     {
-      porta_set_lock_error (error, r, self->display, self->ops);
+      porta_set_lock_error (error, r, self->display, self->ops, &self->lf);
       porta_lock_close_file (self);
       return TRY_ERROR;
     }
@@ -300,7 +340,7 @@ porta_lock_drop (PortaLock  *self,
 
   self->ops->unlock (self->lf.fd);
   porta_lock_close_file (self);
-  porta_lock_set_held (self, FALSE);
+  porta_lock_set_held (self, FALSE, NULL);
 
   if (unlink_errno != 0)
     {
@@ -445,7 +485,8 @@ porta_lock_class_init (PortaLockClass *klass)
   /**
    * PortaLock:mode:
    *
-   * Whether the lock is exclusive or shared.
+   * Whether the lock is exclusive or shared. porta_lock_convert() changes
+   * it, and notifies it.
    *
    * Since: 1.0
    */
@@ -486,23 +527,14 @@ porta_lock_class_init (PortaLockClass *klass)
                         G_PARAM_READWRITE | G_PARAM_CONSTRUCT_ONLY |
                         G_PARAM_STATIC_STRINGS | G_PARAM_EXPLICIT_NOTIFY);
 
-  /**
-   * PortaLock:held:
-   *
-   * Whether this #PortaLock holds its lock. It is notified when it
+  /* PortaLock:held is the PortaLockable property: notified when it
    * changes, in the thread that acquired or released the lock (for
-   * porta_lock_acquire_async(), in the thread-default main context of the
-   * caller, before the callback runs).
-   *
-   * Since: 1.0
-   */
-  properties[PROP_HELD] =
-    g_param_spec_boolean ("held", NULL, NULL,
-                          FALSE,
-                          G_PARAM_READABLE |
-                          G_PARAM_STATIC_STRINGS | G_PARAM_EXPLICIT_NOTIFY);
-
-  g_object_class_install_properties (object_class, N_PROPS, properties);
+   * porta_lock_acquire_async(), in the caller's thread-default main
+   * context, before the callback runs). Nested acquires and releases of a
+   * reentrant lock do not change it. */
+  g_object_class_install_properties (object_class, PROP_HELD, properties);
+  g_object_class_override_property (object_class, PROP_HELD, "held");
+  properties[PROP_HELD] = g_object_class_find_property (object_class, "held");
 }
 
 static void
@@ -724,6 +756,11 @@ porta_lock_acquire (PortaLock     *self,
   g_return_val_if_fail (cancellable == NULL || G_IS_CANCELLABLE (cancellable), FALSE);
   g_return_val_if_fail (error == NULL || *error == NULL, FALSE);
 
+  if (porta_lock_is_reentry (self))
+    {
+      self->depth++;
+      return TRUE;
+    }
   if (!porta_lock_check_usable (self, error))
     return FALSE;
   if (g_cancellable_is_cancelled (cancellable))
@@ -764,7 +801,7 @@ porta_lock_acquire (PortaLock     *self,
         break;
     }
 
-  porta_lock_set_held (self, TRUE);
+  porta_lock_set_held (self, TRUE, g_thread_self ());
   return TRUE;
 }
 
@@ -790,8 +827,9 @@ porta_lock_try_acquire (PortaLock  *self,
 
 typedef struct
 {
-  int    timeout_ms;
-  gint64 deadline;
+  int      timeout_ms;
+  gint64   deadline;
+  GThread *caller;
 } AcquireData;
 
 static void acquire_step (GTask *task);
@@ -807,7 +845,9 @@ acquire_return (GTask  *task,
     g_task_return_error (task, error);
   else
     {
-      porta_lock_set_held (self, TRUE);
+      AcquireData *data = g_task_get_task_data (task);
+
+      porta_lock_set_held (self, TRUE, data->caller);
       g_task_return_boolean (task, TRUE);
     }
   g_object_unref (task);
@@ -919,6 +959,12 @@ porta_lock_acquire_async (PortaLock           *self,
    * it from everyone until the PortaLock is disposed. */
   g_task_set_check_cancellable (task, FALSE);
 
+  if (porta_lock_is_reentry (self))
+    {
+      self->depth++;
+      g_task_return_boolean (task, TRUE);
+      return;
+    }
   if (!porta_lock_check_usable (self, &error))
     {
       g_task_return_error (task, error);
@@ -934,6 +980,7 @@ porta_lock_acquire_async (PortaLock           *self,
   data = g_new0 (AcquireData, 1);
   data->timeout_ms = timeout_ms;
   data->deadline = deadline_for_timeout (timeout_ms);
+  data->caller = g_thread_self ();
   g_task_set_task_data (task, data, g_free);
 
   self->pending = TRUE;
@@ -997,6 +1044,11 @@ porta_lock_release (PortaLock  *self,
                    self->display);
       return FALSE;
     }
+  if (self->depth > 1)
+    {
+      self->depth--;
+      return TRUE;
+    }
 
   return porta_lock_drop (self, error);
 }
@@ -1031,4 +1083,389 @@ porta_lock_get_stream (PortaLock *self)
   if (self->stream == NULL)
     self->stream = porta_lock_stream_new (self->file, self->lf.fd);
   return self->stream;
+}
+
+/**
+ * porta_lock_get_depth:
+ * @self: a #PortaLock
+ *
+ * Gets how many times the lock is held: 0 when it is not held, 1 when it
+ * is, and more for nested acquires of a lock with
+ * %PORTA_LOCK_FLAGS_REENTRANT.
+ *
+ * Returns: the nesting depth
+ *
+ * Since: 1.0
+ */
+guint
+porta_lock_get_depth (PortaLock *self)
+{
+  g_return_val_if_fail (PORTA_IS_LOCK (self), 0);
+
+  return self->depth;
+}
+
+/* Checks whether a held lock may be converted to @mode. Returns 1 if it
+ * must be, 0 if it already is in @mode, -1 with @error set if it cannot. */
+static int
+porta_lock_check_convert (PortaLock      *self,
+                          PortaLockMode   mode,
+                          GError        **error)
+{
+  if (!self->held)
+    {
+      g_set_error (error, PORTA_LOCK_ERROR, PORTA_LOCK_ERROR_NOT_HELD,
+                   _("Cannot convert the lock on “%s”: it is not held"),
+                   self->display);
+      return -1;
+    }
+  if (self->pending)
+    {
+      g_set_error (error, G_IO_ERROR, G_IO_ERROR_PENDING,
+                   _("A conversion of the lock on “%s” is already in progress"),
+                   self->display);
+      return -1;
+    }
+  if (mode == self->mode)
+    return 0;
+  if (self->ops->id == PORTA_BACKEND_FLOCK)
+    {
+      /* flock(2) drops the old lock before it takes the new one, and
+       * another waiter may take it in between. */
+      g_set_error (error, PORTA_LOCK_ERROR, PORTA_LOCK_ERROR_NOT_ATOMIC,
+                   _("Cannot convert the lock on “%s” atomically: the flock backend "
+                     "releases it while converting (release and acquire it again, "
+                     "or use the ofd backend)"),
+                   self->display);
+      return -1;
+    }
+  return 1;
+}
+
+static void
+porta_lock_set_mode (PortaLock     *self,
+                     PortaLockMode  mode)
+{
+  self->mode = mode;
+  g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_MODE]);
+}
+
+static void
+porta_lock_set_convert_error (PortaLock      *self,
+                              int             result,
+                              int             timeout_ms,
+                              GError        **error)
+{
+  /* Only the conversion failed: fcntl() keeps the lock held as it was. */
+  porta_lock_set_wait_error (self, result, timeout_ms, error);
+}
+
+/**
+ * porta_lock_convert:
+ * @self: a #PortaLock
+ * @mode: the mode to convert the held lock to
+ * @timeout_ms: how long to wait, in milliseconds, for other shared holders
+ *   to go when converting to exclusive: -1 for as long as it takes, 0 to
+ *   try once
+ * @cancellable: (nullable): a #GCancellable
+ * @error: return location for a #GError
+ *
+ * Converts a held lock between shared and exclusive without releasing it,
+ * so nobody can take it in between: upgrading a shared lock to exclusive
+ * waits until the other shared holders are gone; downgrading never waits.
+ *
+ * Only fcntl() locks convert atomically: the ofd and posix backends. The
+ * flock backend would release the lock while converting it, so it refuses
+ * with %PORTA_LOCK_ERROR_NOT_ATOMIC: release and acquire again instead,
+ * knowing that someone else may get it in between. If the conversion
+ * fails (%G_IO_ERROR_WOULD_BLOCK, %G_IO_ERROR_TIMED_OUT,
+ * %G_IO_ERROR_CANCELLED, or %G_IO_ERROR_PERMISSION_DENIED for an
+ * exclusive lock on a file that could only be opened for reading), the
+ * lock is still held in its old mode.
+ *
+ * Returns: %TRUE if the lock is now held in @mode
+ *
+ * Since: 1.0
+ */
+gboolean
+porta_lock_convert (PortaLock      *self,
+                    PortaLockMode   mode,
+                    int             timeout_ms,
+                    GCancellable   *cancellable,
+                    GError        **error)
+{
+  int check;
+  int r;
+
+  g_return_val_if_fail (PORTA_IS_LOCK (self), FALSE);
+  g_return_val_if_fail (timeout_ms >= -1, FALSE);
+  g_return_val_if_fail (cancellable == NULL || G_IS_CANCELLABLE (cancellable), FALSE);
+  g_return_val_if_fail (error == NULL || *error == NULL, FALSE);
+
+  check = porta_lock_check_convert (self, mode, error);
+  if (check <= 0)
+    return check == 0;
+
+  r = self->ops->lock (self->lf.fd, mode, FALSE);
+  if (r == EWOULDBLOCK && timeout_ms != 0)
+    r = porta_waiter_wait_sync (self->ops, &self->lf, porta_lock_is_remote (self),
+                                mode, deadline_for_timeout (timeout_ms), cancellable);
+  if (r != 0)
+    {
+      porta_lock_set_convert_error (self, r, timeout_ms, error);
+      return FALSE;
+    }
+  porta_lock_set_mode (self, mode);
+  return TRUE;
+}
+
+typedef struct
+{
+  PortaLockMode mode;
+  int           timeout_ms;
+} ConvertData;
+
+static void
+convert_waited (int      result,
+                gpointer user_data)
+{
+  GTask *task = user_data;
+  PortaLock *self = g_task_get_source_object (task);
+  ConvertData *data = g_task_get_task_data (task);
+  GError *error = NULL;
+
+  self->pending = FALSE;
+  if (result != 0)
+    {
+      porta_lock_set_convert_error (self, result, data->timeout_ms, &error);
+      g_task_return_error (task, error);
+    }
+  else
+    {
+      porta_lock_set_mode (self, data->mode);
+      g_task_return_boolean (task, TRUE);
+    }
+  g_object_unref (task);
+}
+
+/**
+ * porta_lock_convert_async:
+ * @self: a #PortaLock
+ * @mode: the mode to convert the held lock to
+ * @timeout_ms: how long to wait, in milliseconds: -1 for as long as it
+ *   takes, 0 to try once
+ * @io_priority: the I/O priority of the request
+ * @cancellable: (nullable): a #GCancellable
+ * @callback: (scope async): called in the thread-default main context when
+ *   the conversion is done or failed
+ * @user_data: (closure callback): data for @callback
+ *
+ * Converts a held lock between shared and exclusive without blocking the
+ * thread-default #GMainContext; see porta_lock_convert().
+ *
+ * Since: 1.0
+ */
+void
+porta_lock_convert_async (PortaLock           *self,
+                          PortaLockMode        mode,
+                          int                  timeout_ms,
+                          int                  io_priority,
+                          GCancellable        *cancellable,
+                          GAsyncReadyCallback  callback,
+                          gpointer             user_data)
+{
+  g_autoptr(GTask) task = NULL;
+  GError *error = NULL;
+  ConvertData *data;
+  int check;
+  int r;
+
+  g_return_if_fail (PORTA_IS_LOCK (self));
+  g_return_if_fail (timeout_ms >= -1);
+  g_return_if_fail (cancellable == NULL || G_IS_CANCELLABLE (cancellable));
+
+  task = g_task_new (self, cancellable, callback, user_data);
+  g_task_set_source_tag (task, porta_lock_convert_async);
+  g_task_set_name (task, "[portalock] convert");
+  g_task_set_priority (task, io_priority);
+  g_task_set_check_cancellable (task, FALSE);
+
+  check = porta_lock_check_convert (self, mode, &error);
+  if (check < 0)
+    {
+      g_task_return_error (task, error);
+      return;
+    }
+  if (check == 0)
+    {
+      g_task_return_boolean (task, TRUE);
+      return;
+    }
+
+  data = g_new0 (ConvertData, 1);
+  data->mode = mode;
+  data->timeout_ms = timeout_ms;
+  g_task_set_task_data (task, data, g_free);
+
+  r = self->ops->lock (self->lf.fd, mode, FALSE);
+  if (r == EWOULDBLOCK && timeout_ms != 0)
+    {
+      self->pending = TRUE;
+      porta_waiter_wait_async (self->ops, &self->lf, porta_lock_is_remote (self),
+                               mode, deadline_for_timeout (timeout_ms), cancellable,
+                               io_priority, convert_waited, g_steal_pointer (&task));
+      return;
+    }
+  self->pending = TRUE;
+  convert_waited (r, g_steal_pointer (&task));
+}
+
+/**
+ * porta_lock_convert_finish:
+ * @self: a #PortaLock
+ * @result: the #GAsyncResult passed to the callback
+ * @error: return location for a #GError
+ *
+ * Finishes porta_lock_convert_async().
+ *
+ * Returns: %TRUE if the lock is now held in the requested mode
+ *
+ * Since: 1.0
+ */
+gboolean
+porta_lock_convert_finish (PortaLock     *self,
+                           GAsyncResult  *result,
+                           GError       **error)
+{
+  g_return_val_if_fail (PORTA_IS_LOCK (self), FALSE);
+  g_return_val_if_fail (g_task_is_valid (result, self), FALSE);
+  g_return_val_if_fail (g_task_get_source_tag (G_TASK (result)) == porta_lock_convert_async, FALSE);
+
+  return g_task_propagate_boolean (G_TASK (result), error);
+}
+
+/**
+ * porta_lock_query_holder:
+ * @self: a #PortaLock
+ * @pid: (out) (optional): the process ID of a holder, or 0 if the system
+ *   does not tell
+ * @command: (out) (optional) (nullable) (transfer full): the command name
+ *   of that process, or %NULL if unknown
+ * @error: return location for a #GError
+ *
+ * Tells whether anyone holds a lock on the file that conflicts with this
+ * lock's backend (this #PortaLock itself included), and who, as far as the
+ * operating system reveals it. It neither opens nor locks the file, so it
+ * never disturbs the holder, a waiter, or POSIX locks of this process.
+ *
+ * On Linux the holders are listed in `/proc/locks`. flock(2) locks name
+ * the process that took them (after a fork(), possibly the parent while the
+ * child holds it); OFD locks belong to no process, so the descriptors of
+ * every process this one may inspect are searched for the holder. When none
+ * is found, @pid is 0 and @command %NULL: the holder is unknown. Elsewhere
+ * the holder is always unknown.
+ *
+ * Returns: %TRUE if the lock is held by someone; %FALSE if it is free, or
+ *   on error (a missing file is not an error: nobody holds it)
+ *
+ * Since: 1.0
+ */
+gboolean
+porta_lock_query_holder (PortaLock  *self,
+                         int        *pid,
+                         char      **command,
+                         GError    **error)
+{
+  g_autofree char *found_command = NULL;
+  struct stat st;
+  int found_pid = 0;
+  gboolean held;
+
+  g_return_val_if_fail (PORTA_IS_LOCK (self), FALSE);
+  g_return_val_if_fail (error == NULL || *error == NULL, FALSE);
+
+  if (pid != NULL)
+    *pid = 0;
+  if (command != NULL)
+    *command = NULL;
+
+  if (self->path == NULL)
+    {
+      g_set_error (error, G_IO_ERROR, G_IO_ERROR_NOT_SUPPORTED,
+                   _("Cannot lock “%s”: only files on a local filesystem can be locked"),
+                   self->display);
+      return FALSE;
+    }
+  if (((self->flags & PORTA_LOCK_FLAGS_FOLLOW_SYMLINKS) ? stat (self->path, &st)
+                                                        : lstat (self->path, &st)) != 0)
+    {
+      int errsv = errno;
+
+      if (errsv == ENOENT)
+        return FALSE;
+      g_set_error (error, G_IO_ERROR, g_io_error_from_errno (errsv),
+                   _("Cannot look up lock file “%s”: %s"),
+                   self->display, g_strerror (errsv));
+      return FALSE;
+    }
+
+  held = porta_holder_find (st.st_dev, st.st_ino, self->backend == PORTA_BACKEND_FLOCK,
+                            TRUE, &found_pid, &found_command);
+  if (held && pid != NULL)
+    *pid = found_pid;
+  if (held && command != NULL)
+    *command = g_steal_pointer (&found_command);
+  return held;
+}
+
+static gboolean
+porta_lock_lockable_acquire (PortaLockable  *lockable,
+                             int             timeout_ms,
+                             GCancellable   *cancellable,
+                             GError        **error)
+{
+  return porta_lock_acquire (PORTA_LOCK (lockable), timeout_ms, cancellable, error);
+}
+
+static void
+porta_lock_lockable_acquire_async (PortaLockable       *lockable,
+                                   int                  timeout_ms,
+                                   int                  io_priority,
+                                   GCancellable        *cancellable,
+                                   GAsyncReadyCallback  callback,
+                                   gpointer             user_data)
+{
+  porta_lock_acquire_async (PORTA_LOCK (lockable), timeout_ms, io_priority,
+                            cancellable, callback, user_data);
+}
+
+static gboolean
+porta_lock_lockable_acquire_finish (PortaLockable  *lockable,
+                                    GAsyncResult   *result,
+                                    GError        **error)
+{
+  return porta_lock_acquire_finish (PORTA_LOCK (lockable), result, error);
+}
+
+static gboolean
+porta_lock_lockable_release (PortaLockable  *lockable,
+                             GError        **error)
+{
+  return porta_lock_release (PORTA_LOCK (lockable), error);
+}
+
+static gboolean
+porta_lock_lockable_get_held (PortaLockable *lockable)
+{
+  return porta_lock_get_held (PORTA_LOCK (lockable));
+}
+
+static void
+porta_lock_lockable_iface_init (PortaLockableInterface *iface)
+{
+  iface->acquire = porta_lock_lockable_acquire;
+  iface->acquire_async = porta_lock_lockable_acquire_async;
+  iface->acquire_finish = porta_lock_lockable_acquire_finish;
+  iface->release = porta_lock_lockable_release;
+  iface->get_held = porta_lock_lockable_get_held;
 }

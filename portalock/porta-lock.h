@@ -68,5 +68,33 @@ gboolean       porta_lock_release           (PortaLock            *self,
                                              GError              **error);
 PORTA_AVAILABLE_IN_1_0
 GIOStream     *porta_lock_get_stream        (PortaLock            *self);
+PORTA_AVAILABLE_IN_1_0
+guint          porta_lock_get_depth         (PortaLock            *self);
+
+PORTA_AVAILABLE_IN_1_0
+gboolean       porta_lock_convert           (PortaLock            *self,
+                                             PortaLockMode         mode,
+                                             int                   timeout_ms,
+                                             GCancellable         *cancellable,
+                                             GError              **error);
+
+PORTA_AVAILABLE_IN_1_0
+void           porta_lock_convert_async     (PortaLock            *self,
+                                             PortaLockMode         mode,
+                                             int                   timeout_ms,
+                                             int                   io_priority,
+                                             GCancellable         *cancellable,
+                                             GAsyncReadyCallback   callback,
+                                             gpointer              user_data);
+PORTA_AVAILABLE_IN_1_0
+gboolean       porta_lock_convert_finish    (PortaLock            *self,
+                                             GAsyncResult         *result,
+                                             GError              **error);
+
+PORTA_AVAILABLE_IN_1_0
+gboolean       porta_lock_query_holder      (PortaLock            *self,
+                                             int                  *pid,
+                                             char                **command,
+                                             GError              **error);
 
 G_END_DECLS

@@ -75,7 +75,14 @@ typedef enum
  * @PORTA_LOCK_FLAGS_DELETE_ON_RELEASE: delete the lock file when an
  *   exclusive holder releases it. Waiters that were blocked on the deleted
  *   file notice it and lock the new file instead, so the lock stays
- *   exclusive. Shared holders never delete the file.
+ *   exclusive. Shared holders never delete the file. (portalocker's
+ *   `TemporaryFileLock`.)
+ * @PORTA_LOCK_FLAGS_REENTRANT: nested acquires by the thread that holds
+ *   the lock succeed at once and count up; releases count down, and the
+ *   last one releases the lock (portalocker's `RLock`). An acquire from any
+ *   other thread while the lock is held fails with
+ *   %PORTA_LOCK_ERROR_ALREADY_HELD: give each thread a #PortaLock of its
+ *   own, and they exclude each other as processes do.
  *
  * Flags that change how a #PortaLock treats its file.
  *
@@ -86,6 +93,7 @@ typedef enum /*< flags >*/
   PORTA_LOCK_FLAGS_NONE              = 0,
   PORTA_LOCK_FLAGS_FOLLOW_SYMLINKS   = 1 << 0,
   PORTA_LOCK_FLAGS_DELETE_ON_RELEASE = 1 << 1,
+  PORTA_LOCK_FLAGS_REENTRANT         = 1 << 2,
 } PortaLockFlags;
 
 /**
@@ -106,6 +114,9 @@ typedef enum /*< flags >*/
  *   release it before acquiring it again.
  * @PORTA_LOCK_ERROR_NOT_HELD: the #PortaLock does not hold its lock, so
  *   there is nothing to release.
+ * @PORTA_LOCK_ERROR_NOT_ATOMIC: the backend cannot convert a held lock
+ *   between shared and exclusive without releasing it in between
+ *   (flock(2)); release it and acquire it again, or use the ofd backend.
  *
  * Error codes in the %PORTA_LOCK_ERROR domain.
  *
@@ -115,6 +126,7 @@ typedef enum
 {
   PORTA_LOCK_ERROR_ALREADY_HELD,
   PORTA_LOCK_ERROR_NOT_HELD,
+  PORTA_LOCK_ERROR_NOT_ATOMIC,
 } PortaLockError;
 
 PORTA_AVAILABLE_IN_1_0

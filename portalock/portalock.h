@@ -11,6 +11,8 @@
 #include <portalock/porta-version-macros.h>
 #include <portalock/porta-types.h>
 #include <portalock/porta-enums.h>
+#include <portalock/porta-lockable.h>
 #include <portalock/porta-lock.h>
+#include <portalock/porta-fd.h>
 
 #undef PORTALOCK_INSIDE

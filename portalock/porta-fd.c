@@ -1,0 +1,396 @@
+/* porta-fd.c: locking a descriptor or a stream the caller opened
+ *
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ */
+
+#include "config.h"
+
+#include <errno.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "porta-backend-private.h"
+#include "porta-fd.h"
+#include "porta-i18n-private.h"
+#include "porta-waiter-private.h"
+
+/**
+ * SECTION:porta-fd
+ * @Title: Descriptors and streams
+ * @Short_description: locking a file the caller already opened
+ *
+ * portalocker's `lock(fh, flags)` and `unlock(fh)`: these functions lock
+ * and unlock a descriptor, or a #GFileDescriptorBased stream such as the
+ * output stream of g_file_append_to(), with any backend, trying once or
+ * waiting with a timeout, synchronously or asynchronously. The waits work
+ * as those of #PortaLock: in the kernel, interrupted for timeouts and
+ * cancellation.
+ *
+ * The caller owns the descriptor and keeps it open while it is locked and
+ * while a wait on it goes on. Unlike #PortaLock, these functions cannot
+ * check that the descriptor still names the file at its path, and with
+ * %PORTA_BACKEND_POSIX the lock belongs to the whole process and is dropped
+ * when any descriptor of the file is closed.
+ *
+ * |[<!-- language="C" -->
+ * g_autoptr(GFileOutputStream) out = g_file_append_to (file, G_FILE_CREATE_NONE, NULL, &error);
+ *
+ * if (out == NULL ||
+ *     !porta_stream_lock (G_FILE_DESCRIPTOR_BASED (out), PORTA_LOCK_MODE_EXCLUSIVE,
+ *                         PORTA_BACKEND_DEFAULT, 5000, NULL, &error))
+ *   return FALSE;
+ * // append a record, then
+ * porta_stream_unlock (G_FILE_DESCRIPTOR_BASED (out), PORTA_BACKEND_DEFAULT, NULL);
+ * ]|
+ */
+
+typedef struct
+{
+  const PortaBackendOps *ops;
+  PortaLockFile          lf;
+  PortaLockMode          mode;
+  int                    timeout_ms;
+  char                  *display;
+} FdLock;
+
+/* What the descriptor names, for messages. */
+static char *
+describe_fd (int fd)
+{
+  g_autofree char *link = g_strdup_printf ("/proc/self/fd/%d", fd);
+  g_autofree char *target = g_file_read_link (link, NULL);
+
+  if (target != NULL)
+    return g_filename_display_name (target);
+  return g_strdup_printf (_("descriptor %d"), fd);
+}
+
+static gboolean
+fd_lock_init (FdLock         *fl,
+              int             fd,
+              PortaLockMode   mode,
+              PortaBackend    backend,
+              int             timeout_ms,
+              GError        **error)
+{
+  struct stat st;
+
+  fl->ops = porta_backend_get_ops (backend);
+  fl->lf.fd = fd;
+  fl->mode = mode;
+  fl->timeout_ms = timeout_ms;
+  fl->display = describe_fd (fd);
+  if (fl->ops == NULL)
+    {
+      g_set_error (error, G_IO_ERROR, G_IO_ERROR_NOT_SUPPORTED,
+                   _("Cannot lock “%s”: the %s backend is not available on this system"),
+                   fl->display, porta_backend_get_name (backend));
+      return FALSE;
+    }
+  if (fstat (fd, &st) != 0)
+    {
+      int errsv = errno;
+
+      g_set_error (error, G_IO_ERROR, g_io_error_from_errno (errsv),
+                   _("Cannot lock “%s”: %s"), fl->display, g_strerror (errsv));
+      return FALSE;
+    }
+  fl->lf.dev = st.st_dev;
+  fl->lf.ino = st.st_ino;
+  return TRUE;
+}
+
+static void
+fd_lock_clear (FdLock *fl)
+{
+  g_clear_pointer (&fl->display, g_free);
+}
+
+static void
+fd_lock_set_error (FdLock  *fl,
+                   int      result,
+                   GError **error)
+{
+  if (result == ETIMEDOUT)
+    g_set_error (error, G_IO_ERROR, G_IO_ERROR_TIMED_OUT,
+                 _("Timed out after %d ms waiting for the lock on “%s”"),
+                 fl->timeout_ms, fl->display);
+  else if (result == ECANCELED)
+    g_set_error (error, G_IO_ERROR, G_IO_ERROR_CANCELLED,
+                 _("Waiting for the lock on “%s” was cancelled"),
+                 fl->display);
+  else
+    porta_set_lock_error (error, result, fl->display, fl->ops, &fl->lf);
+}
+
+static gint64
+fd_deadline (int timeout_ms)
+{
+  return timeout_ms > 0 ? g_get_monotonic_time () + (gint64) timeout_ms * 1000 : -1;
+}
+
+/**
+ * porta_fd_lock:
+ * @fd: an open descriptor of a regular file
+ * @mode: exclusive or shared
+ * @backend: the kernel mechanism to lock with
+ * @timeout_ms: how long to wait, in milliseconds: -1 to wait for as long as
+ *   it takes, 0 to try once without waiting
+ * @cancellable: (nullable): a #GCancellable, which may be cancelled from
+ *   another thread
+ * @error: return location for a #GError
+ *
+ * Locks the file that @fd is open on, waiting in the calling thread while
+ * it is taken. An exclusive lock with the ofd or posix backend needs @fd
+ * open for writing. Locking a descriptor that is already locked converts
+ * its lock to @mode (atomically only for fcntl() backends).
+ *
+ * Fails as porta_lock_acquire() does: %G_IO_ERROR_WOULD_BLOCK,
+ * %G_IO_ERROR_TIMED_OUT, %G_IO_ERROR_CANCELLED, and so on.
+ *
+ * Returns: %TRUE if the lock is now held
+ *
+ * Since: 1.0
+ */
+gboolean
+porta_fd_lock (int             fd,
+               PortaLockMode   mode,
+               PortaBackend    backend,
+               int             timeout_ms,
+               GCancellable   *cancellable,
+               GError        **error)
+{
+  FdLock fl = { 0 };
+  int r;
+
+  g_return_val_if_fail (fd >= 0, FALSE);
+  g_return_val_if_fail (timeout_ms >= -1, FALSE);
+  g_return_val_if_fail (cancellable == NULL || G_IS_CANCELLABLE (cancellable), FALSE);
+  g_return_val_if_fail (error == NULL || *error == NULL, FALSE);
+
+  porta_i18n_init ();
+  if (!fd_lock_init (&fl, fd, mode, backend, timeout_ms, error))
+    {
+      fd_lock_clear (&fl);
+      return FALSE;
+    }
+
+  if (g_cancellable_is_cancelled (cancellable))
+    r = ECANCELED;
+  else
+    r = fl.ops->lock (fd, mode, FALSE);
+  if (r == EWOULDBLOCK && timeout_ms != 0)
+    r = porta_waiter_wait_sync (fl.ops, &fl.lf, porta_lock_file_is_remote (&fl.lf),
+                                mode, fd_deadline (timeout_ms), cancellable);
+  if (r != 0)
+    fd_lock_set_error (&fl, r, error);
+  fd_lock_clear (&fl);
+  return r == 0;
+}
+
+static void
+fd_lock_free (gpointer data)
+{
+  FdLock *fl = data;
+
+  fd_lock_clear (fl);
+  g_free (fl);
+}
+
+static void
+fd_lock_waited (int      result,
+                gpointer user_data)
+{
+  GTask *task = user_data;
+  FdLock *fl = g_task_get_task_data (task);
+  GError *error = NULL;
+
+  if (result != 0)
+    {
+      fd_lock_set_error (fl, result, &error);
+      g_task_return_error (task, error);
+    }
+  else
+    g_task_return_boolean (task, TRUE);
+  g_object_unref (task);
+}
+
+/**
+ * porta_fd_lock_async:
+ * @fd: an open descriptor of a regular file, kept open until the callback
+ * @mode: exclusive or shared
+ * @backend: the kernel mechanism to lock with
+ * @timeout_ms: how long to wait, in milliseconds: -1 to wait for as long as
+ *   it takes, 0 to try once without waiting
+ * @io_priority: the I/O priority of the request
+ * @cancellable: (nullable): a #GCancellable
+ * @callback: (scope async): called in the thread-default main context when
+ *   the lock is held or the attempt failed
+ * @user_data: (closure callback): data for @callback
+ *
+ * Locks the file that @fd is open on without blocking the thread-default
+ * #GMainContext; see porta_fd_lock().
+ *
+ * Since: 1.0
+ */
+void
+porta_fd_lock_async (int                  fd,
+                     PortaLockMode        mode,
+                     PortaBackend         backend,
+                     int                  timeout_ms,
+                     int                  io_priority,
+                     GCancellable        *cancellable,
+                     GAsyncReadyCallback  callback,
+                     gpointer             user_data)
+{
+  g_autoptr(GTask) task = NULL;
+  GError *error = NULL;
+  FdLock *fl;
+  int r;
+
+  g_return_if_fail (fd >= 0);
+  g_return_if_fail (timeout_ms >= -1);
+  g_return_if_fail (cancellable == NULL || G_IS_CANCELLABLE (cancellable));
+
+  porta_i18n_init ();
+  task = g_task_new (NULL, cancellable, callback, user_data);
+  g_task_set_source_tag (task, porta_fd_lock_async);
+  g_task_set_name (task, "[portalock] lock descriptor");
+  g_task_set_priority (task, io_priority);
+  g_task_set_check_cancellable (task, FALSE);
+
+  fl = g_new0 (FdLock, 1);
+  g_task_set_task_data (task, fl, fd_lock_free);
+  if (!fd_lock_init (fl, fd, mode, backend, timeout_ms, &error))
+    {
+      g_task_return_error (task, error);
+      return;
+    }
+
+  if (g_cancellable_is_cancelled (cancellable))
+    r = ECANCELED;
+  else
+    r = fl->ops->lock (fd, mode, FALSE);
+  if (r == EWOULDBLOCK && timeout_ms != 0)
+    {
+      porta_waiter_wait_async (fl->ops, &fl->lf, porta_lock_file_is_remote (&fl->lf),
+                               mode, fd_deadline (timeout_ms), cancellable, io_priority,
+                               fd_lock_waited, g_steal_pointer (&task));
+      return;
+    }
+  fd_lock_waited (r, g_steal_pointer (&task));
+}
+
+/**
+ * porta_fd_lock_finish:
+ * @result: the #GAsyncResult passed to the callback
+ * @error: return location for a #GError
+ *
+ * Finishes porta_fd_lock_async().
+ *
+ * Returns: %TRUE if the lock is now held
+ *
+ * Since: 1.0
+ */
+gboolean
+porta_fd_lock_finish (GAsyncResult  *result,
+                      GError       **error)
+{
+  g_return_val_if_fail (g_task_is_valid (result, NULL), FALSE);
+  g_return_val_if_fail (g_task_get_source_tag (G_TASK (result)) == porta_fd_lock_async, FALSE);
+
+  return g_task_propagate_boolean (G_TASK (result), error);
+}
+
+/**
+ * porta_fd_unlock:
+ * @fd: a descriptor locked with porta_fd_lock()
+ * @backend: the backend it was locked with
+ * @error: return location for a #GError
+ *
+ * Unlocks the file that @fd is open on. Unlocking a descriptor that holds
+ * no lock succeeds.
+ *
+ * Returns: %TRUE on success
+ *
+ * Since: 1.0
+ */
+gboolean
+porta_fd_unlock (int            fd,
+                 PortaBackend   backend,
+                 GError       **error)
+{
+  FdLock fl = { 0 };
+  int r;
+
+  g_return_val_if_fail (fd >= 0, FALSE);
+  g_return_val_if_fail (error == NULL || *error == NULL, FALSE);
+
+  porta_i18n_init ();
+  if (!fd_lock_init (&fl, fd, PORTA_LOCK_MODE_EXCLUSIVE, backend, 0, error))
+    {
+      fd_lock_clear (&fl);
+      return FALSE;
+    }
+  r = fl.ops->unlock (fd);
+  if (r != 0)
+    g_set_error (error, G_IO_ERROR, g_io_error_from_errno (r),
+                 _("Cannot unlock “%s”: %s"), fl.display, g_strerror (r));
+  fd_lock_clear (&fl);
+  return r == 0;
+}
+
+/**
+ * porta_stream_lock:
+ * @stream: a stream on a regular file, such as the #GFileOutputStream of
+ *   g_file_append_to() or a #GUnixInputStream
+ * @mode: exclusive or shared
+ * @backend: the kernel mechanism to lock with
+ * @timeout_ms: how long to wait, in milliseconds: -1 to wait for as long as
+ *   it takes, 0 to try once without waiting
+ * @cancellable: (nullable): a #GCancellable
+ * @error: return location for a #GError
+ *
+ * Locks the file @stream reads or writes; porta_fd_lock() on its
+ * descriptor.
+ *
+ * Returns: %TRUE if the lock is now held
+ *
+ * Since: 1.0
+ */
+gboolean
+porta_stream_lock (GFileDescriptorBased  *stream,
+                   PortaLockMode          mode,
+                   PortaBackend           backend,
+                   int                    timeout_ms,
+                   GCancellable          *cancellable,
+                   GError               **error)
+{
+  g_return_val_if_fail (G_IS_FILE_DESCRIPTOR_BASED (stream), FALSE);
+
+  return porta_fd_lock (g_file_descriptor_based_get_fd (stream), mode, backend,
+                        timeout_ms, cancellable, error);
+}
+
+/**
+ * porta_stream_unlock:
+ * @stream: a stream locked with porta_stream_lock()
+ * @backend: the backend it was locked with
+ * @error: return location for a #GError
+ *
+ * Unlocks the file @stream reads or writes; porta_fd_unlock() on its
+ * descriptor.
+ *
+ * Returns: %TRUE on success
+ *
+ * Since: 1.0
+ */
+gboolean
+porta_stream_unlock (GFileDescriptorBased  *stream,
+                     PortaBackend           backend,
+                     GError               **error)
+{
+  g_return_val_if_fail (G_IS_FILE_DESCRIPTOR_BASED (stream), FALSE);
+
+  return porta_fd_unlock (g_file_descriptor_based_get_fd (stream), backend, error);
+}
