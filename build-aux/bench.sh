@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: LGPL-2.1-or-later
+#
+# bench.sh: build an optimised portalock in _build-bench and print the
+# benchmark table (bench/portalock-bench) and the Python comparison
+# (bench/bench_python.py). Run it on an otherwise idle machine: every
+# figure is measured against its kernel baseline in the same run, but the
+# tail latencies feel any other load.
+
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+builddir=_build-bench
+
+bash build-aux/deps.sh
+
+if [[ ! -f $builddir/build.ninja ]]; then
+  meson setup "$builddir" --buildtype=release -Dtests=false -Dgtk_doc=false >/dev/null
+fi
+meson compile -C "$builddir" >/dev/null
+
+"$builddir/bench/portalock-bench" "$@"
+echo
+GI_TYPELIB_PATH="$builddir/portalock" LD_LIBRARY_PATH="$builddir/portalock" \
+  /usr/bin/python3 bench/bench_python.py
