@@ -120,7 +120,7 @@ typedef struct
   volatile gint64 released_at;
 } Shared;
 
-typedef enum { WAIT_RAW, WAIT_SYNC, WAIT_ASYNC } WaitKind;
+typedef enum { WAIT_RAW, WAIT_SYNC, WAIT_SYNC_FOREVER, WAIT_ASYNC } WaitKind;
 
 static pid_t
 fork_holder (const char *path, int rounds, int *to_child, int *from_child, Shared *sh,
@@ -214,11 +214,11 @@ handoff (WaitKind kind, int rounds, gint64 *lat)
           got = now_us ();
           close (fd);
         }
-      else if (kind == WAIT_SYNC)
+      else if (kind == WAIT_SYNC || kind == WAIT_SYNC_FOREVER)
         {
           g_autoptr(GError) error = NULL;
 
-          if (!porta_lock_acquire (lock, 10000, NULL, &error))
+          if (!porta_lock_acquire (lock, kind == WAIT_SYNC ? 10000 : -1, NULL, &error))
             g_error ("%s", error->message);
           got = now_us ();
           porta_lock_release (lock, NULL);
@@ -249,10 +249,12 @@ bench_handoff (void)
   g_autofree gint64 *raw = g_new (gint64, rounds);
   g_autofree gint64 *sync = g_new (gint64, rounds);
   g_autofree gint64 *async = g_new (gint64, rounds);
+  g_autofree gint64 *forever = g_new (gint64, rounds);
   double raw50, raw99;
 
   handoff (WAIT_RAW, rounds, raw);
   handoff (WAIT_SYNC, rounds, sync);
+  handoff (WAIT_SYNC_FOREVER, rounds, forever);
   handoff (WAIT_ASYNC, rounds, async);
   raw50 = percentile (raw, rounds, 0.50);
   raw99 = percentile (raw, rounds, 0.99);
@@ -260,6 +262,8 @@ bench_handoff (void)
        "flock(2) waiter p50", raw50, "<= 2x");
   row ("2. hand-off, sync acquire(timeout) p99", percentile (sync, rounds, 0.99), "us",
        "flock(2) waiter p99", raw99, "< 2000 us");
+  row ("2. hand-off, sync acquire(-1) p50", percentile (forever, rounds, 0.50), "us",
+       "flock(2) waiter p50", raw50, "(no timer)");
   row ("2. hand-off, async on GMainLoop p50", percentile (async, rounds, 0.50), "us",
        "flock(2) waiter p50", raw50, "< 300 us");
   row ("2. hand-off, async on GMainLoop p99", percentile (async, rounds, 0.99), "us",

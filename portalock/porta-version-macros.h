@@ -11,7 +11,7 @@
 
 #include <glib.h>
 
-#include "porta-version.h"
+#include <portalock/porta-version.h>
 
 #ifndef _PORTA_EXTERN
 # if defined (_WIN32) && defined (PORTALOCK_COMPILATION)
