@@ -1359,11 +1359,13 @@ porta_lock_convert_finish (PortaLock     *self,
  * never disturbs the holder, a waiter, or POSIX locks of this process.
  *
  * On Linux the holders are listed in `/proc/locks`. flock(2) locks name
- * the process that took them (after a fork(), possibly the parent while the
- * child holds it); OFD locks belong to no process, so the descriptors of
- * every process this one may inspect are searched for the holder. When none
- * is found, @pid is 0 and @command %NULL: the holder is unknown. Elsewhere
- * the holder is always unknown.
+ * the process that took them: after a fork() that may be the parent while
+ * a child holds the lock too. OFD locks belong to no process, and neither
+ * does a flock(2) lock whose taker has exited while a child it forked still
+ * holds it: for those, the descriptors of every process this one may
+ * inspect are searched for the holder. When none is found, @pid is 0 and
+ * @command %NULL: the holder is unknown. Elsewhere the holder is always
+ * unknown.
  *
  * Returns: %TRUE if the lock is held by someone; %FALSE if it is free, or
  *   on error (a missing file is not an error: nobody holds it)

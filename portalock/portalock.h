@@ -14,5 +14,6 @@
 #include <portalock/porta-lockable.h>
 #include <portalock/porta-lock.h>
 #include <portalock/porta-fd.h>
+#include <portalock/porta-pid-file.h>
 
 #undef PORTALOCK_INSIDE
