@@ -1024,7 +1024,9 @@ porta_lock_acquire_finish (PortaLock     *self,
  * file before releasing it; if that fails, the lock is released all the
  * same and the error tells why the file is still there.
  *
- * Fails with %PORTA_LOCK_ERROR_NOT_HELD if the lock is not held.
+ * Fails with %PORTA_LOCK_ERROR_NOT_HELD if the lock is not held, and with
+ * %G_IO_ERROR_PENDING while porta_lock_convert_async() is in progress
+ * (cancel it first).
  *
  * Returns: %TRUE on success
  *
@@ -1041,6 +1043,15 @@ porta_lock_release (PortaLock  *self,
     {
       g_set_error (error, PORTA_LOCK_ERROR, PORTA_LOCK_ERROR_NOT_HELD,
                    _("Cannot release the lock on “%s”: it is not held"),
+                   self->display);
+      return FALSE;
+    }
+  if (self->pending)
+    {
+      /* A conversion is waiting on the descriptor: closing it under the
+       * waiter would let it lock whatever file reuses the number. */
+      g_set_error (error, G_IO_ERROR, G_IO_ERROR_PENDING,
+                   _("Cannot release the lock on “%s” while a conversion of it is in progress"),
                    self->display);
       return FALSE;
     }

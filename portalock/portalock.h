@@ -15,5 +15,6 @@
 #include <portalock/porta-lock.h>
 #include <portalock/porta-fd.h>
 #include <portalock/porta-pid-file.h>
+#include <portalock/porta-semaphore.h>
 
 #undef PORTALOCK_INSIDE
