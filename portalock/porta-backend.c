@@ -228,8 +228,8 @@ set_open_error (GError     **error,
     }
   else if (errsv == ELOOP)
     g_set_error (error, G_IO_ERROR, G_IO_ERROR_TOO_MANY_LINKS,
-                 _("Refusing to lock “%s”: it is a symbolic link "
-                   "(use PORTA_LOCK_FLAGS_FOLLOW_SYMLINKS to follow it)"),
+                 _("Refusing to lock “%s”: it is a symbolic link, and locks "
+                   "follow symbolic links only when asked to"),
                  display);
   else if (errsv == EISDIR)
     g_set_error (error, G_IO_ERROR, G_IO_ERROR_IS_DIRECTORY,

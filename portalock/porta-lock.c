@@ -72,6 +72,14 @@
  * afterwards.
  */
 
+/**
+ * PortaLock:
+ *
+ * A lock on one file, exclusive or shared, between processes and threads.
+ * All its fields are private.
+ *
+ * Since: 1.0
+ */
 struct _PortaLock
 {
   GObject                parent_instance;

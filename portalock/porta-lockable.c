@@ -23,6 +23,15 @@
  * porta_lock_acquire().
  */
 
+/**
+ * PortaLockable:
+ *
+ * An object that is a lock of some kind: a #PortaLock, a #PortaPidFile or
+ * a #PortaSemaphore.
+ *
+ * Since: 1.0
+ */
+
 G_DEFINE_INTERFACE (PortaLockable, porta_lockable, G_TYPE_OBJECT)
 
 static void
