@@ -21,4 +21,24 @@ meson compile -C _build
 
 echo
 echo "==> _build/examples/portalock-demo"
-exec _build/examples/portalock-demo "$@"
+_build/examples/portalock-demo "$@"
+
+# The same lock from the shell, with the portalock command: a job holds the
+# lock for a second while a second one is refused, one waits for it, and
+# --status tells who holds it.
+tool=_build/tools/portalock
+dir=$(mktemp -d)
+trap 'rm -rf "$dir"' EXIT
+lockfile=$dir/job.lock
+echo
+echo "==> $tool (the command-line tool) on $lockfile"
+"$tool" "$lockfile" -c 'echo "job 1: running with the lock for 1 s"; sleep 1; echo "job 1: done"' &
+job=$!
+for _ in $(seq 50); do
+  "$tool" --status "$lockfile" >/dev/null || break
+  sleep 0.02
+done
+"$tool" --status "$lockfile" || true
+"$tool" -n -E 75 "$lockfile" echo "job 2: never runs" || echo "job 2: refused at once with -n (exit $?)"
+"$tool" --verbose -w 5 "$lockfile" echo "job 3: ran as soon as job 1 released the lock"
+wait "$job"
