@@ -1,0 +1,307 @@
+/* porta-test-utils.c: helpers shared by the portalock test suites
+ *
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ */
+
+#include <signal.h>
+#include <stdlib.h>
+
+#include <glib/gstdio.h>
+
+#include "porta-test-utils.h"
+
+/* How long a child may take to say something or to exit before the test
+ * gives up on it: far beyond anything a working child needs. */
+#define CHILD_DEADLINE_MS 10000
+
+void
+porta_test_init (int    *argc,
+                 char ***argv)
+{
+  g_test_init (argc, argv, G_TEST_OPTION_ISOLATE_DIRS, NULL);
+
+  /* Telling a child that already died to let go must fail the write with
+   * EPIPE, not kill the test. */
+  signal (SIGPIPE, SIG_IGN);
+}
+
+/* Scales a deadline for slow runs: the valgrind test setup sets
+ * PORTA_TEST_TIME_FACTOR. */
+guint
+porta_test_scale_ms (guint ms)
+{
+  const char *factor = g_getenv ("PORTA_TEST_TIME_FACTOR");
+  guint64 f = 1;
+
+  if (factor != NULL)
+    f = g_ascii_strtoull (factor, NULL, 10);
+  if (f < 1)
+    f = 1;
+
+  return (guint) MIN ((guint64) ms * f, G_MAXINT / 2);
+}
+
+/* A path in the per-test folder that G_TEST_OPTION_ISOLATE_DIRS creates
+ * and removes again. */
+char *
+porta_test_path (const char *name)
+{
+  const char *dir = g_get_user_runtime_dir ();
+
+  g_assert_cmpint (g_mkdir_with_parents (dir, 0700), ==, 0);
+
+  return g_build_filename (dir, name, NULL);
+}
+
+typedef struct
+{
+  GAsyncResult *result;
+  gboolean      timed_out;
+} PrivateWait;
+
+static void
+private_wait_store_result (GObject      *source,
+                           GAsyncResult *result,
+                           gpointer      user_data)
+{
+  PrivateWait *wait = user_data;
+
+  wait->result = g_object_ref (result);
+}
+
+static gboolean
+private_wait_time_out (gpointer user_data)
+{
+  PrivateWait *wait = user_data;
+
+  wait->timed_out = TRUE;
+  return G_SOURCE_REMOVE;
+}
+
+/* Runs the main context @context until @wait has a result, cancelling
+ * @cancellable after @timeout_ms. The operation must have been started
+ * with @context as its thread-default context. */
+static void
+private_wait_run (PrivateWait  *wait,
+                  GMainContext *context,
+                  GCancellable *cancellable,
+                  guint         timeout_ms)
+{
+  GSource *timeout = g_timeout_source_new (timeout_ms);
+
+  g_source_set_callback (timeout, private_wait_time_out, wait, NULL);
+  g_source_attach (timeout, context);
+
+  while (wait->result == NULL)
+    {
+      g_main_context_iteration (context, TRUE);
+      if (wait->timed_out)
+        g_cancellable_cancel (cancellable);
+    }
+
+  g_source_destroy (timeout);
+  g_source_unref (timeout);
+}
+
+PortaTestChild *
+porta_test_child_spawnv (const char * const *argv)
+{
+  g_autoptr(GError) error = NULL;
+  PortaTestChild *child = g_new0 (PortaTestChild, 1);
+
+  child->name = g_strjoinv (" ", (char **) argv);
+  g_test_message ("spawning: %s", child->name);
+  child->proc = g_subprocess_newv (argv,
+                                   G_SUBPROCESS_FLAGS_STDIN_PIPE |
+                                   G_SUBPROCESS_FLAGS_STDOUT_PIPE |
+                                   G_SUBPROCESS_FLAGS_STDERR_PIPE,
+                                   &error);
+  g_assert_no_error (error);
+  child->in = g_object_ref (g_subprocess_get_stdin_pipe (child->proc));
+  child->out = g_data_input_stream_new (g_subprocess_get_stdout_pipe (child->proc));
+
+  return child;
+}
+
+/* Returns the next line the child writes on stdout, without its newline,
+ * or %NULL at end-of-file. Fails the test when no line arrives in time. */
+char *
+porta_test_child_read_line (PortaTestChild *child,
+                            guint           timeout_ms)
+{
+  g_autoptr(GMainContext) context = g_main_context_new ();
+  g_autoptr(GCancellable) cancellable = g_cancellable_new ();
+  g_autoptr(GError) error = NULL;
+  PrivateWait wait = { NULL, FALSE };
+  char *line;
+
+  g_main_context_push_thread_default (context);
+  g_data_input_stream_read_line_async (child->out, G_PRIORITY_DEFAULT,
+                                       cancellable,
+                                       private_wait_store_result, &wait);
+  private_wait_run (&wait, context, cancellable, porta_test_scale_ms (timeout_ms));
+  line = g_data_input_stream_read_line_finish_utf8 (child->out, wait.result,
+                                                    NULL, &error);
+  g_clear_object (&wait.result);
+  g_main_context_pop_thread_default (context);
+
+  if (g_error_matches (error, G_IO_ERROR, G_IO_ERROR_CANCELLED))
+    g_error ("“%s” wrote no line on stdout within %u ms",
+             child->name, porta_test_scale_ms (timeout_ms));
+  g_assert_no_error (error);
+
+  return line;
+}
+
+static char *
+read_available_stderr (PortaTestChild *child)
+{
+  GInputStream *err = g_subprocess_get_stderr_pipe (child->proc);
+  GString *text = g_string_new (NULL);
+
+  /* The child has exited, so everything it wrote is in the pipe already;
+   * a grandchild that still holds the pipe must not make us hang. */
+  for (;;)
+    {
+      char buf[1024];
+      g_autoptr(GError) error = NULL;
+      gssize n = g_pollable_input_stream_read_nonblocking (G_POLLABLE_INPUT_STREAM (err),
+                                                           buf, sizeof buf,
+                                                           NULL, &error);
+      if (n <= 0)
+        break;
+      g_string_append_len (text, buf, n);
+    }
+
+  return g_string_free (text, FALSE);
+}
+
+/* Waits for the child to exit and returns its exit status. Fails the test
+ * when it does not exit in time or dies of a signal. */
+int
+porta_test_child_wait (PortaTestChild  *child,
+                       char           **stderr_text)
+{
+  g_autoptr(GMainContext) context = g_main_context_new ();
+  g_autoptr(GCancellable) cancellable = g_cancellable_new ();
+  g_autoptr(GError) error = NULL;
+  g_autofree char *err_text = NULL;
+  PrivateWait wait = { NULL, FALSE };
+  int status;
+
+  g_main_context_push_thread_default (context);
+  g_subprocess_wait_async (child->proc, cancellable,
+                           private_wait_store_result, &wait);
+  private_wait_run (&wait, context, cancellable,
+                    porta_test_scale_ms (CHILD_DEADLINE_MS));
+  g_subprocess_wait_finish (child->proc, wait.result, &error);
+  g_clear_object (&wait.result);
+  g_main_context_pop_thread_default (context);
+
+  if (g_error_matches (error, G_IO_ERROR, G_IO_ERROR_CANCELLED))
+    {
+      g_subprocess_force_exit (child->proc);
+      g_subprocess_wait (child->proc, NULL, NULL);
+      g_error ("“%s” did not exit within %u ms", child->name,
+               porta_test_scale_ms (CHILD_DEADLINE_MS));
+    }
+  g_assert_no_error (error);
+
+  err_text = read_available_stderr (child);
+  if (err_text[0] != '\0')
+    g_test_message ("stderr of “%s”: %s", child->name, err_text);
+
+  if (!g_subprocess_get_if_exited (child->proc))
+    g_error ("“%s” did not exit normally (signal %d); stderr: %s",
+             child->name,
+             g_subprocess_get_if_signaled (child->proc) ? g_subprocess_get_term_sig (child->proc) : 0,
+             err_text);
+
+  status = g_subprocess_get_exit_status (child->proc);
+  if (stderr_text != NULL)
+    *stderr_text = g_steal_pointer (&err_text);
+
+  return status;
+}
+
+/* Checks that the next line on the child's stdout is @expected; when the
+ * child exits instead, says why with what it wrote on stderr. */
+void
+porta_test_child_expect_line (PortaTestChild *child,
+                              const char     *expected)
+{
+  g_autofree char *line = porta_test_child_read_line (child, CHILD_DEADLINE_MS);
+
+  if (line == NULL)
+    {
+      g_autofree char *err_text = NULL;
+      int status = porta_test_child_wait (child, &err_text);
+
+      g_error ("“%s” exited with status %d instead of saying “%s”; stderr: %s",
+               child->name, status, expected, err_text);
+    }
+
+  g_assert_cmpstr (line, ==, expected);
+}
+
+void
+porta_test_child_send_line (PortaTestChild *child)
+{
+  g_autoptr(GError) error = NULL;
+
+  g_output_stream_write_all (child->in, "\n", 1, NULL, NULL, &error);
+  g_assert_no_error (error);
+  g_output_stream_flush (child->in, NULL, &error);
+  g_assert_no_error (error);
+}
+
+/* Closes the child's stdin, so that a holder lets go, and reaps it; kills
+ * it when it does not exit in time. */
+void
+porta_test_child_free (PortaTestChild *child)
+{
+  if (child == NULL)
+    return;
+
+  g_output_stream_close (child->in, NULL, NULL);
+
+  if (g_subprocess_get_identifier (child->proc) != NULL)
+    {
+      g_autoptr(GMainContext) context = g_main_context_new ();
+      g_autoptr(GCancellable) cancellable = g_cancellable_new ();
+      PrivateWait wait = { NULL, FALSE };
+
+      g_main_context_push_thread_default (context);
+      g_subprocess_wait_async (child->proc, cancellable,
+                               private_wait_store_result, &wait);
+      private_wait_run (&wait, context, cancellable,
+                        porta_test_scale_ms (CHILD_DEADLINE_MS));
+      g_clear_object (&wait.result);
+      g_main_context_pop_thread_default (context);
+
+      if (wait.timed_out)
+        {
+          g_test_message ("killing “%s”, which did not exit", child->name);
+          g_subprocess_force_exit (child->proc);
+          g_subprocess_wait (child->proc, NULL, NULL);
+        }
+    }
+
+  g_clear_object (&child->out);
+  g_clear_object (&child->in);
+  g_clear_object (&child->proc);
+  g_free (child->name);
+  g_free (child);
+}
+
+/* Runs a short command to its end and returns its exit status. */
+int
+porta_test_run (const char * const  *argv,
+                char               **stderr_text)
+{
+  g_autoptr(PortaTestChild) child = porta_test_child_spawnv (argv);
+
+  g_output_stream_close (child->in, NULL, NULL);
+
+  return porta_test_child_wait (child, stderr_text);
+}

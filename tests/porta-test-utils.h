@@ -1,0 +1,43 @@
+/* porta-test-utils.h: helpers shared by the portalock test suites
+ *
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ */
+
+#pragma once
+
+#include <gio/gio.h>
+
+G_BEGIN_DECLS
+
+/* A child process with its stdin, stdout and stderr connected to pipes:
+ * a lock holder that says "locked" on stdout and lets go when a line (or
+ * end-of-file) arrives on its stdin. */
+typedef struct
+{
+  GSubprocess      *proc;
+  GOutputStream    *in;
+  GDataInputStream *out;
+  char             *name;
+} PortaTestChild;
+
+void            porta_test_init             (int                *argc,
+                                             char             ***argv);
+guint           porta_test_scale_ms         (guint               ms);
+char           *porta_test_path             (const char         *name);
+
+PortaTestChild *porta_test_child_spawnv     (const char * const *argv);
+char           *porta_test_child_read_line  (PortaTestChild     *child,
+                                             guint               timeout_ms);
+void            porta_test_child_expect_line (PortaTestChild    *child,
+                                             const char         *expected);
+void            porta_test_child_send_line  (PortaTestChild     *child);
+int             porta_test_child_wait       (PortaTestChild     *child,
+                                             char              **stderr_text);
+void            porta_test_child_free       (PortaTestChild     *child);
+
+int             porta_test_run              (const char * const *argv,
+                                             char              **stderr_text);
+
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (PortaTestChild, porta_test_child_free)
+
+G_END_DECLS
