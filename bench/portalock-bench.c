@@ -393,8 +393,10 @@ bench_timeouts (void)
       g_thread_join (thread);
     }
 
+  row ("4. timeout lateness, sync p50", percentile (sync_late, rounds, 0.50), "us", "", 0, "");
   row ("4. timeout lateness, sync p99", percentile (sync_late, rounds, 0.99), "us", "", 0, "< 2000 us");
   row ("4. timeout lateness, async p99", percentile (async_late, rounds, 0.99), "us", "", 0, "< 2000 us");
+  row ("4. cancellation latency, sync p50", percentile (sync_cancel, rounds, 0.50), "us", "", 0, "");
   row ("4. cancellation latency, sync p99", percentile (sync_cancel, rounds, 0.99), "us", "", 0, "< 2000 us");
   row ("4. cancellation latency, async p99", percentile (async_cancel, rounds, 0.99), "us", "", 0, "< 2000 us");
 }

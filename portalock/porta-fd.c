@@ -107,11 +107,16 @@ fd_lock_clear (FdLock *fl)
 }
 
 static void
-fd_lock_set_error (FdLock  *fl,
-                   int      result,
-                   GError **error)
+fd_lock_set_error (FdLock      *fl,
+                   int          result,
+                   const char  *holder,
+                   GError     **error)
 {
-  if (result == ETIMEDOUT)
+  if (result == ETIMEDOUT && holder != NULL)
+    g_set_error (error, G_IO_ERROR, G_IO_ERROR_TIMED_OUT,
+                 _("Timed out after %d ms waiting for the lock on “%s”, held by %s"),
+                 fl->timeout_ms, fl->display, holder);
+  else if (result == ETIMEDOUT)
     g_set_error (error, G_IO_ERROR, G_IO_ERROR_TIMED_OUT,
                  _("Timed out after %d ms waiting for the lock on “%s”"),
                  fl->timeout_ms, fl->display);
@@ -160,6 +165,7 @@ porta_fd_lock (int             fd,
                GCancellable   *cancellable,
                GError        **error)
 {
+  g_autofree char *holder = NULL;
   FdLock fl = { 0 };
   int r;
 
@@ -181,9 +187,9 @@ porta_fd_lock (int             fd,
     r = fl.ops->lock (fd, mode, FALSE);
   if (r == EWOULDBLOCK && timeout_ms != 0)
     r = porta_waiter_wait_sync (fl.ops, &fl.lf, porta_lock_file_is_remote (&fl.lf),
-                                mode, fd_deadline (timeout_ms), cancellable);
+                                mode, fd_deadline (timeout_ms), cancellable, &holder);
   if (r != 0)
-    fd_lock_set_error (&fl, r, error);
+    fd_lock_set_error (&fl, r, holder, error);
   fd_lock_clear (&fl);
   return r == 0;
 }
@@ -199,6 +205,7 @@ fd_lock_free (gpointer data)
 
 static void
 fd_lock_waited (int      result,
+                char    *holder,
                 gpointer user_data)
 {
   GTask *task = user_data;
@@ -207,11 +214,12 @@ fd_lock_waited (int      result,
 
   if (result != 0)
     {
-      fd_lock_set_error (fl, result, &error);
+      fd_lock_set_error (fl, result, holder, &error);
       g_task_return_error (task, error);
     }
   else
     g_task_return_boolean (task, TRUE);
+  g_free (holder);
   g_object_unref (task);
 }
 
@@ -278,7 +286,7 @@ porta_fd_lock_async (int                  fd,
                                fd_lock_waited, g_steal_pointer (&task));
       return;
     }
-  fd_lock_waited (r, g_steal_pointer (&task));
+  fd_lock_waited (r, NULL, g_steal_pointer (&task));
 }
 
 /**

@@ -215,24 +215,20 @@ deadline_for_timeout (int timeout_ms)
 
 /* Sets an error for the result of a wait that ended without the lock. */
 static void
-porta_lock_set_wait_error (PortaLock  *self,
-                           int         result,
-                           int         timeout_ms,
-                           GError    **error)
+porta_lock_set_wait_error (PortaLock   *self,
+                           int          result,
+                           int          timeout_ms,
+                           const char  *holder,
+                           GError     **error)
 {
-  if (result == ETIMEDOUT)
-    {
-      g_autofree char *holder = NULL;
-
-      if (self->lf.fd >= 0)
-        holder = porta_holder_describe (self->lf.dev, self->lf.ino,
-                                        self->ops->id == PORTA_BACKEND_FLOCK);
-      if (holder == NULL)
-        holder = g_strdup (_("an unknown process"));
-      g_set_error (error, G_IO_ERROR, G_IO_ERROR_TIMED_OUT,
-                   _("Timed out after %d ms waiting for the lock on “%s”, held by %s"),
-                   timeout_ms, self->display, holder);
-    }
+  if (result == ETIMEDOUT && holder != NULL)
+    g_set_error (error, G_IO_ERROR, G_IO_ERROR_TIMED_OUT,
+                 _("Timed out after %d ms waiting for the lock on “%s”, held by %s"),
+                 timeout_ms, self->display, holder);
+  else if (result == ETIMEDOUT)
+    g_set_error (error, G_IO_ERROR, G_IO_ERROR_TIMED_OUT,
+                 _("Timed out after %d ms waiting for the lock on “%s”"),
+                 timeout_ms, self->display);
   else if (result == ECANCELED)
     g_set_error (error, G_IO_ERROR, G_IO_ERROR_CANCELLED,
                  _("Waiting for the lock on “%s” was cancelled"),
@@ -322,12 +318,13 @@ porta_lock_try_once (PortaLock  *self,
 /* Ends an attempt that will not wait, or whose wait ended, without the
  * lock: the descriptor is closed, so nothing of the attempt lingers. */
 static void
-porta_lock_fail (PortaLock  *self,
-                 int         result,
-                 int         timeout_ms,
-                 GError    **error)
+porta_lock_fail (PortaLock   *self,
+                 int          result,
+                 int          timeout_ms,
+                 const char  *holder,
+                 GError     **error)
 {
-  porta_lock_set_wait_error (self, result, timeout_ms, error);
+  porta_lock_set_wait_error (self, result, timeout_ms, holder, error);
   porta_lock_close_file (self);
 }
 
@@ -773,7 +770,7 @@ porta_lock_acquire (PortaLock     *self,
     return FALSE;
   if (g_cancellable_is_cancelled (cancellable))
     {
-      porta_lock_set_wait_error (self, ECANCELED, timeout_ms, error);
+      porta_lock_set_wait_error (self, ECANCELED, timeout_ms, NULL, error);
       return FALSE;
     }
 
@@ -781,6 +778,7 @@ porta_lock_acquire (PortaLock     *self,
   for (;;)
     {
       TryResult tr = porta_lock_try_once (self, timeout_ms < 0 && cancellable == NULL, error);
+      g_autofree char *holder = NULL;
       int r;
 
       if (tr == TRY_ERROR)
@@ -792,14 +790,14 @@ porta_lock_acquire (PortaLock     *self,
 
       if (timeout_ms == 0)
         {
-          porta_lock_fail (self, EWOULDBLOCK, timeout_ms, error);
+          porta_lock_fail (self, EWOULDBLOCK, timeout_ms, NULL, error);
           return FALSE;
         }
       r = porta_waiter_wait_sync (self->ops, &self->lf, porta_lock_is_remote (self),
-                                  self->mode, deadline, cancellable);
+                                  self->mode, deadline, cancellable, &holder);
       if (r != 0)
         {
-          porta_lock_fail (self, r, timeout_ms, error);
+          porta_lock_fail (self, r, timeout_ms, holder, error);
           return FALSE;
         }
       tr = porta_lock_verify (self, error);
@@ -863,6 +861,7 @@ acquire_return (GTask  *task,
 
 static void
 acquire_waited (int      result,
+                char    *holder,
                 gpointer user_data)
 {
   GTask *task = user_data;
@@ -872,7 +871,8 @@ acquire_waited (int      result,
 
   if (result != 0)
     {
-      porta_lock_fail (self, result, data->timeout_ms, &error);
+      porta_lock_fail (self, result, data->timeout_ms, holder, &error);
+      g_free (holder);
       acquire_return (task, error);
       return;
     }
@@ -904,7 +904,7 @@ acquire_step (GTask *task)
   while (tr == TRY_AGAIN);
 
   if (tr == TRY_BUSY && data->timeout_ms == 0)
-    porta_lock_fail (self, EWOULDBLOCK, 0, &error);
+    porta_lock_fail (self, EWOULDBLOCK, 0, NULL, &error);
   else if (tr == TRY_BUSY)
     {
       porta_waiter_wait_async (self->ops, &self->lf, porta_lock_is_remote (self),
@@ -980,7 +980,7 @@ porta_lock_acquire_async (PortaLock           *self,
     }
   if (g_cancellable_is_cancelled (cancellable))
     {
-      porta_lock_set_wait_error (self, ECANCELED, timeout_ms, &error);
+      porta_lock_set_wait_error (self, ECANCELED, timeout_ms, NULL, &error);
       g_task_return_error (task, error);
       return;
     }
@@ -1173,10 +1173,11 @@ static void
 porta_lock_set_convert_error (PortaLock      *self,
                               int             result,
                               int             timeout_ms,
+                              const char     *holder,
                               GError        **error)
 {
   /* Only the conversion failed: fcntl() keeps the lock held as it was. */
-  porta_lock_set_wait_error (self, result, timeout_ms, error);
+  porta_lock_set_wait_error (self, result, timeout_ms, holder, error);
 }
 
 /**
@@ -1213,6 +1214,7 @@ porta_lock_convert (PortaLock      *self,
                     GCancellable   *cancellable,
                     GError        **error)
 {
+  g_autofree char *holder = NULL;
   int check;
   int r;
 
@@ -1228,10 +1230,11 @@ porta_lock_convert (PortaLock      *self,
   r = self->ops->lock (self->lf.fd, mode, FALSE);
   if (r == EWOULDBLOCK && timeout_ms != 0)
     r = porta_waiter_wait_sync (self->ops, &self->lf, porta_lock_is_remote (self),
-                                mode, deadline_for_timeout (timeout_ms), cancellable);
+                                mode, deadline_for_timeout (timeout_ms), cancellable,
+                                &holder);
   if (r != 0)
     {
-      porta_lock_set_convert_error (self, r, timeout_ms, error);
+      porta_lock_set_convert_error (self, r, timeout_ms, holder, error);
       return FALSE;
     }
   porta_lock_set_mode (self, mode);
@@ -1246,6 +1249,7 @@ typedef struct
 
 static void
 convert_waited (int      result,
+                char    *holder,
                 gpointer user_data)
 {
   GTask *task = user_data;
@@ -1256,7 +1260,7 @@ convert_waited (int      result,
   self->pending = FALSE;
   if (result != 0)
     {
-      porta_lock_set_convert_error (self, result, data->timeout_ms, &error);
+      porta_lock_set_convert_error (self, result, data->timeout_ms, holder, &error);
       g_task_return_error (task, error);
     }
   else
@@ -1264,6 +1268,7 @@ convert_waited (int      result,
       porta_lock_set_mode (self, data->mode);
       g_task_return_boolean (task, TRUE);
     }
+  g_free (holder);
   g_object_unref (task);
 }
 
@@ -1336,7 +1341,7 @@ porta_lock_convert_async (PortaLock           *self,
       return;
     }
   self->pending = TRUE;
-  convert_waited (r, g_steal_pointer (&task));
+  convert_waited (r, NULL, g_steal_pointer (&task));
 }
 
 /**

@@ -16,16 +16,21 @@ G_BEGIN_DECLS
  * return 0, ETIMEDOUT, ECANCELED or the errno value of a failed lock call.
  * A wait that ends without the lock never holds it afterwards. @remote
  * says the file is on a network or FUSE filesystem, where waits back off
- * instead of blocking in the kernel. */
+ * instead of blocking in the kernel. A wait with a deadline looks up the
+ * holder in the background and, when it times out, returns its
+ * description in @holder (NULL if unknown by then). */
 
 int  porta_waiter_wait_sync  (const PortaBackendOps *ops,
                               const PortaLockFile   *lf,
                               gboolean               remote,
                               PortaLockMode          mode,
                               gint64                 deadline,
-                              GCancellable          *cancellable);
+                              GCancellable          *cancellable,
+                              char                 **holder);
 
+/* @holder (transfer full, nullable): for ETIMEDOUT, who held the lock. */
 typedef void (*PortaWaiterCallback) (int      result,
+                                     char    *holder,
                                      gpointer user_data);
 
 /* The callback runs once, in the thread-default main context of the

@@ -12,6 +12,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "porta-holder-private.h"
 #include "porta-waiter-private.h"
 
 /* How a contended lock is waited for.
@@ -269,24 +270,51 @@ backoff_wait_sync (const PortaBackendOps *ops,
   return r;
 }
 
-int
-porta_waiter_wait_sync (const PortaBackendOps *ops,
-                        const PortaLockFile   *lf,
-                        gboolean               remote,
-                        PortaLockMode          mode,
-                        gint64                 deadline,
-                        GCancellable          *cancellable)
+static PortaHolderLookup *
+start_lookup (const PortaBackendOps *ops,
+              const PortaLockFile   *lf,
+              gint64                 deadline)
 {
+  if (deadline < 0)
+    return NULL;
+  return porta_holder_lookup_start (lf->dev, lf->ino, ops->id == PORTA_BACKEND_FLOCK);
+}
+
+static char *
+finish_lookup (PortaHolderLookup *lookup,
+               int                result)
+{
+  char *holder;
+
+  if (lookup == NULL)
+    return NULL;
+  holder = porta_holder_lookup_finish (lookup, result == ETIMEDOUT);
+  if (result != ETIMEDOUT)
+    g_clear_pointer (&holder, g_free);
+  return holder;
+}
+
+int
+porta_waiter_wait_sync (const PortaBackendOps  *ops,
+                        const PortaLockFile    *lf,
+                        gboolean                remote,
+                        PortaLockMode           mode,
+                        gint64                  deadline,
+                        GCancellable           *cancellable,
+                        char                  **holder)
+{
+  PortaHolderLookup *lookup = start_lookup (ops, lf, deadline);
+  int r = -1;
+
 #ifdef HAVE_KERNEL_WAIT
   if (!remote)
-    {
-      int r = kernel_wait (ops, lf->fd, mode, deadline, cancellable);
-
-      if (r >= 0)
-        return r;
-    }
+    r = kernel_wait (ops, lf->fd, mode, deadline, cancellable);
 #endif
-  return backoff_wait_sync (ops, lf->fd, mode, deadline, cancellable);
+  if (r < 0)
+    r = backoff_wait_sync (ops, lf->fd, mode, deadline, cancellable);
+
+  *holder = finish_lookup (lookup, r);
+  return r;
 }
 
 /* Async waits share this state, whichever way they wait. */
@@ -302,6 +330,7 @@ typedef struct
   PortaWaiterCallback    callback;
   gpointer               user_data;
   int                    result;
+  PortaHolderLookup     *lookup;
 
   /* back-off waits */
   GSource               *retry_source;
@@ -341,7 +370,7 @@ backoff_finish (AsyncWait *w,
                 int        result)
 {
   backoff_detach (w);
-  w->callback (result, w->user_data);
+  w->callback (result, finish_lookup (w->lookup, result), w->user_data);
   async_wait_free (w);
 }
 
@@ -464,7 +493,7 @@ thread_wait_complete (gpointer user_data)
    * waiter thread outlives its wait. */
   pthread_join (w->thread, NULL);
   g_atomic_int_add (&n_waiter_threads, -1);
-  w->callback (w->result, w->user_data);
+  w->callback (w->result, finish_lookup (w->lookup, w->result), w->user_data);
   async_wait_free (w);
   return G_SOURCE_REMOVE;
 }
@@ -543,6 +572,7 @@ porta_waiter_wait_async (const PortaBackendOps *ops,
   w->priority = priority;
   w->callback = callback;
   w->user_data = user_data;
+  w->lookup = start_lookup (ops, lf, deadline);
 
 #ifdef HAVE_KERNEL_WAIT
   w->local = !remote;
