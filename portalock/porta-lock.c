@@ -482,7 +482,7 @@ porta_lock_class_init (PortaLockClass *klass)
    * Since: 1.0
    */
   properties[PROP_FILE] =
-    g_param_spec_object ("file", NULL, NULL,
+    g_param_spec_object ("file", "File", "The file to lock",
                          G_TYPE_FILE,
                          G_PARAM_READWRITE | G_PARAM_CONSTRUCT_ONLY |
                          G_PARAM_STATIC_STRINGS | G_PARAM_EXPLICIT_NOTIFY);
@@ -496,7 +496,7 @@ porta_lock_class_init (PortaLockClass *klass)
    * Since: 1.0
    */
   properties[PROP_MODE] =
-    g_param_spec_enum ("mode", NULL, NULL,
+    g_param_spec_enum ("mode", "Mode", "Exclusive or shared",
                        PORTA_TYPE_LOCK_MODE,
                        PORTA_LOCK_MODE_EXCLUSIVE,
                        G_PARAM_READWRITE | G_PARAM_CONSTRUCT_ONLY |
@@ -512,7 +512,7 @@ porta_lock_class_init (PortaLockClass *klass)
    * Since: 1.0
    */
   properties[PROP_BACKEND] =
-    g_param_spec_enum ("backend", NULL, NULL,
+    g_param_spec_enum ("backend", "Backend", "The kernel mechanism the lock uses",
                        PORTA_TYPE_BACKEND,
                        PORTA_BACKEND_DEFAULT,
                        G_PARAM_READWRITE | G_PARAM_CONSTRUCT_ONLY |
@@ -526,7 +526,7 @@ porta_lock_class_init (PortaLockClass *klass)
    * Since: 1.0
    */
   properties[PROP_FLAGS] =
-    g_param_spec_flags ("flags", NULL, NULL,
+    g_param_spec_flags ("flags", "Flags", "How the lock treats its file",
                         PORTA_TYPE_LOCK_FLAGS,
                         PORTA_LOCK_FLAGS_NONE,
                         G_PARAM_READWRITE | G_PARAM_CONSTRUCT_ONLY |

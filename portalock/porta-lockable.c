@@ -45,7 +45,7 @@ porta_lockable_default_init (PortaLockableInterface *iface)
    * Since: 1.0
    */
   g_object_interface_install_property (iface,
-    g_param_spec_boolean ("held", NULL, NULL,
+    g_param_spec_boolean ("held", "Held", "Whether the lock is held",
                           FALSE,
                           G_PARAM_READABLE | G_PARAM_STATIC_STRINGS |
                           G_PARAM_EXPLICIT_NOTIFY));

@@ -361,7 +361,7 @@ porta_pid_file_class_init (PortaPidFileClass *klass)
    * Since: 1.0
    */
   properties[PROP_FILE] =
-    g_param_spec_object ("file", NULL, NULL,
+    g_param_spec_object ("file", "File", "The PID file",
                          G_TYPE_FILE,
                          G_PARAM_READWRITE | G_PARAM_CONSTRUCT_ONLY |
                          G_PARAM_STATIC_STRINGS | G_PARAM_EXPLICIT_NOTIFY);

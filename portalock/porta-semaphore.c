@@ -663,7 +663,7 @@ porta_semaphore_class_init (PortaSemaphoreClass *klass)
    * Since: 1.0
    */
   properties[PROP_NAME] =
-    g_param_spec_string ("name", NULL, NULL,
+    g_param_spec_string ("name", "Name", "The name of the semaphore",
                          NULL,
                          G_PARAM_READWRITE | G_PARAM_CONSTRUCT_ONLY |
                          G_PARAM_STATIC_STRINGS | G_PARAM_EXPLICIT_NOTIFY);
@@ -677,7 +677,7 @@ porta_semaphore_class_init (PortaSemaphoreClass *klass)
    * Since: 1.0
    */
   properties[PROP_MAX_HOLDERS] =
-    g_param_spec_uint ("max-holders", NULL, NULL,
+    g_param_spec_uint ("max-holders", "Max holders", "How many may hold the semaphore at once",
                        1, MAX_SLOTS, 1,
                        G_PARAM_READWRITE | G_PARAM_CONSTRUCT_ONLY |
                        G_PARAM_STATIC_STRINGS | G_PARAM_EXPLICIT_NOTIFY);
@@ -693,7 +693,7 @@ porta_semaphore_class_init (PortaSemaphoreClass *klass)
    * Since: 1.0
    */
   properties[PROP_DIRECTORY] =
-    g_param_spec_object ("directory", NULL, NULL,
+    g_param_spec_object ("directory", "Directory", "The folder of the slot files",
                          G_TYPE_FILE,
                          G_PARAM_READWRITE | G_PARAM_CONSTRUCT_ONLY |
                          G_PARAM_STATIC_STRINGS | G_PARAM_EXPLICIT_NOTIFY);
@@ -707,7 +707,7 @@ porta_semaphore_class_init (PortaSemaphoreClass *klass)
    * Since: 1.0
    */
   properties[PROP_SLOT] =
-    g_param_spec_int ("slot", NULL, NULL,
+    g_param_spec_int ("slot", "Slot", "The slot held, or -1",
                       -1, MAX_SLOTS - 1, -1,
                       G_PARAM_READABLE |
                       G_PARAM_STATIC_STRINGS | G_PARAM_EXPLICIT_NOTIFY);
