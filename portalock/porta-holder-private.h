@@ -21,14 +21,4 @@ char    *porta_holder_describe (dev_t      dev,
                                 ino_t      ino,
                                 gboolean   flock_kind);
 
-/* A look-up of the holder that runs in the background while a wait
- * blocks, so that a timeout can name the holder without being late. */
-typedef struct _PortaHolderLookup PortaHolderLookup;
-
-PortaHolderLookup *porta_holder_lookup_start  (dev_t               dev,
-                                               ino_t               ino,
-                                               gboolean            flock_kind);
-char              *porta_holder_lookup_finish (PortaHolderLookup  *lookup,
-                                               gboolean            finish_running);
-
 G_END_DECLS

@@ -24,7 +24,13 @@
  * that took them; OFD locks belong to no process and show -1. For those,
  * /proc/PID/fdinfo/FD of the descriptor that holds the lock has the same
  * line, so a slower search of every process's descriptors finds it (only
- * among the processes this one may inspect). */
+ * among the processes this one may inspect).
+ *
+ * Reading /proc/locks takes the kernel's file_rwsem for writing, which
+ * first waits for an RCU grace period (5 to 15 ms here when nothing read it
+ * just before) and briefly holds up every lock call on the system. So a
+ * failed try names its holder, but a wait looks its holder up only when it
+ * is long enough for that not to make its timeout late (porta-waiter.c). */
 
 static gboolean
 parse_lock_line (const char  *line,
@@ -176,141 +182,4 @@ porta_holder_describe (dev_t    dev,
   if (command == NULL)
     return g_strdup_printf (_("process %d"), pid);
   return g_strdup_printf (_("process %d (%s)"), pid, command);
-}
-
-/* Reading /proc/locks takes the kernel's file_rwsem for writing, which
- * first waits for an RCU grace period (5 to 15 ms here when nothing read it
- * just before) and briefly holds up every lock call on the system. Doing
- * that when a wait times out would make the timeout that late, and doing
- * it for every wait would slow every contended hand-off. So only a wait
- * that is still blocked HOLDER_LOOKUP_DELAY_US after it started has its
- * holder looked up, by one library-owned thread, and the timeout names the
- * holder if the answer is there by then. */
-
-#define HOLDER_LOOKUP_DELAY_US (100 * 1000)
-
-struct _PortaHolderLookup
-{
-  gint      ref_count;
-  dev_t     dev;
-  ino_t     ino;
-  gboolean  flock_kind;
-  gint64    not_before;
-  GMutex    mutex;
-  GCond     cond;
-  gboolean  abandoned;   /* by the wait, which has ended */
-  gboolean  running;     /* reading /proc/locks now */
-  gboolean  done;
-  char     *holder;
-};
-
-static void
-lookup_unref (PortaHolderLookup *l)
-{
-  if (!g_atomic_int_dec_and_test (&l->ref_count))
-    return;
-  g_mutex_clear (&l->mutex);
-  g_cond_clear (&l->cond);
-  g_free (l->holder);
-  g_free (l);
-}
-
-/* Returns TRUE, with the look-up marked running, when it is time to look
- * up; FALSE if the wait ended first. */
-static gboolean
-lookup_wait_its_turn (PortaHolderLookup *l)
-{
-  g_mutex_lock (&l->mutex);
-  while (!l->abandoned)
-    {
-      gint64 now = g_get_monotonic_time ();
-
-      if (now >= l->not_before)
-        {
-          l->running = TRUE;
-          break;
-        }
-      g_cond_wait_until (&l->cond, &l->mutex, l->not_before);
-    }
-  g_mutex_unlock (&l->mutex);
-  return l->running;
-}
-
-static void
-lookup_run (gpointer data,
-            gpointer user_data)
-{
-  PortaHolderLookup *l = data;
-  char *holder = NULL;
-
-  /* Jobs come in the order they were started, so waiting for each one's
-   * time never delays a later one. */
-  if (lookup_wait_its_turn (l))
-    holder = porta_holder_describe (l->dev, l->ino, l->flock_kind);
-
-  g_mutex_lock (&l->mutex);
-  l->holder = holder;
-  l->running = FALSE;
-  l->done = TRUE;
-  g_cond_broadcast (&l->cond);
-  g_mutex_unlock (&l->mutex);
-  lookup_unref (l);
-}
-
-static GThreadPool *
-lookup_pool (void)
-{
-  static gsize once = 0;
-  static GThreadPool *pool;
-
-  if (g_once_init_enter (&once))
-    {
-      pool = g_thread_pool_new (lookup_run, NULL, 1, FALSE, NULL);
-      g_once_init_leave (&once, 1);
-    }
-  return pool;
-}
-
-PortaHolderLookup *
-porta_holder_lookup_start (dev_t    dev,
-                           ino_t    ino,
-                           gboolean flock_kind)
-{
-  PortaHolderLookup *l = g_new0 (PortaHolderLookup, 1);
-
-  l->ref_count = 2;   /* the wait's and the job's */
-  l->dev = dev;
-  l->ino = ino;
-  l->flock_kind = flock_kind;
-  l->not_before = g_get_monotonic_time () + HOLDER_LOOKUP_DELAY_US;
-  g_mutex_init (&l->mutex);
-  g_cond_init (&l->cond);
-  if (!g_thread_pool_push (lookup_pool (), l, NULL))
-    {
-      l->done = TRUE;
-      lookup_unref (l);
-    }
-  return l;
-}
-
-/* Ends the look-up and returns the holder if it was found, else NULL. A
- * look-up that has not started never will. With @finish_running, one that
- * is reading /proc/locks right now is waited for (a few ms at most), so
- * that a timeout can name the holder and no descriptor of the look-up
- * outlives the wait; otherwise it finishes on its own. */
-char *
-porta_holder_lookup_finish (PortaHolderLookup *l,
-                            gboolean           finish_running)
-{
-  char *holder;
-
-  g_mutex_lock (&l->mutex);
-  l->abandoned = TRUE;
-  g_cond_broadcast (&l->cond);
-  while (finish_running && l->running)
-    g_cond_wait (&l->cond, &l->mutex);
-  holder = g_steal_pointer (&l->holder);
-  g_mutex_unlock (&l->mutex);
-  lookup_unref (l);
-  return holder;
 }

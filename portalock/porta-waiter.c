@@ -43,6 +43,8 @@
 #define BACKOFF_MAX_US        (100 * 1000)
 #define WAITER_STACK_SIZE     (256 * 1024)
 #define DEFAULT_MAX_THREADS   64
+#define HOLDER_LOOKUP_BEFORE_US   (50 * 1000)
+#define HOLDER_LOOKUP_MIN_WAIT_US (100 * 1000)
 
 #if defined (__linux__) && defined (HAVE_TIMER_CREATE) && defined (HAVE_GETTID)
 # define HAVE_KERNEL_WAIT 1
@@ -137,19 +139,47 @@ on_cancelled (GCancellable *cancellable,
   arm_timer (in->timer, 0, (struct timespec) { 0, 1 });
 }
 
+static struct timespec
+timespec_from_us (gint64 us)
+{
+  return (struct timespec) { us / G_USEC_PER_SEC, (us % G_USEC_PER_SEC) * 1000 };
+}
+
+/* Looks up who holds the lock for the timeout's message, with the
+ * interrupt signal blocked so that the reads of /proc are not cut short;
+ * a signal sent meanwhile is delivered when it is unblocked again. */
+static char *
+describe_holder (const PortaLockFile   *lf,
+                 const PortaBackendOps *ops,
+                 const sigset_t        *set)
+{
+  char *holder;
+
+  pthread_sigmask (SIG_BLOCK, set, NULL);
+  holder = porta_holder_describe (lf->dev, lf->ino, ops->id == PORTA_BACKEND_FLOCK);
+  pthread_sigmask (SIG_UNBLOCK, set, NULL);
+  return holder;
+}
+
 /* Returns -1 when no timer could be set up, so that the caller falls back
- * to the back-off wait. */
+ * to the back-off wait. For a wait long enough, the timer first fires
+ * HOLDER_LOOKUP_BEFORE_US before the deadline, and the wait looks up its
+ * holder for @holder then, so that the timeout can name it without the
+ * delay that reading /proc/locks takes (see porta-holder.c). */
 static int
-kernel_wait (const PortaBackendOps *ops,
-             int                    fd,
-             PortaLockMode          mode,
-             gint64                 deadline,
-             GCancellable          *cancellable)
+kernel_wait (const PortaBackendOps  *ops,
+             const PortaLockFile    *lf,
+             PortaLockMode           mode,
+             gint64                  deadline,
+             GCancellable           *cancellable,
+             char                  **holder)
 {
   Interrupter in = { 0 };
   struct sigevent sev = { 0 };
   sigset_t set, old;
   gulong handler = 0;
+  gint64 lookup_at = -1;
+  int fd = lf->fd;
   int sig;
   int r;
 
@@ -176,10 +206,10 @@ kernel_wait (const PortaBackendOps *ops,
   pthread_sigmask (SIG_UNBLOCK, &set, &old);
 
   /* g_get_monotonic_time() reads CLOCK_MONOTONIC on Linux. */
+  if (deadline >= 0 && deadline - g_get_monotonic_time () > HOLDER_LOOKUP_MIN_WAIT_US)
+    lookup_at = deadline - HOLDER_LOOKUP_BEFORE_US;
   if (deadline >= 0)
-    arm_timer (in.timer, TIMER_ABSTIME,
-               (struct timespec) { deadline / G_USEC_PER_SEC,
-                                   (deadline % G_USEC_PER_SEC) * 1000 });
+    arm_timer (in.timer, TIMER_ABSTIME, timespec_from_us (lookup_at >= 0 ? lookup_at : deadline));
   if (cancellable != NULL)
     handler = g_cancellable_connect (cancellable, G_CALLBACK (on_cancelled), &in, NULL);
 
@@ -194,6 +224,14 @@ kernel_wait (const PortaBackendOps *ops,
         {
           r = ETIMEDOUT;
           break;
+        }
+      if (lookup_at >= 0 && g_get_monotonic_time () >= lookup_at)
+        {
+          lookup_at = -1;
+          g_free (*holder);
+          *holder = describe_holder (lf, ops, &set);
+          arm_timer (in.timer, TIMER_ABSTIME, timespec_from_us (deadline));
+          continue;
         }
       r = ops->lock (fd, mode, TRUE);
       if (r != EINTR)
@@ -270,30 +308,6 @@ backoff_wait_sync (const PortaBackendOps *ops,
   return r;
 }
 
-static PortaHolderLookup *
-start_lookup (const PortaBackendOps *ops,
-              const PortaLockFile   *lf,
-              gint64                 deadline)
-{
-  if (deadline < 0)
-    return NULL;
-  return porta_holder_lookup_start (lf->dev, lf->ino, ops->id == PORTA_BACKEND_FLOCK);
-}
-
-static char *
-finish_lookup (PortaHolderLookup *lookup,
-               int                result)
-{
-  char *holder;
-
-  if (lookup == NULL)
-    return NULL;
-  holder = porta_holder_lookup_finish (lookup, result == ETIMEDOUT);
-  if (result != ETIMEDOUT)
-    g_clear_pointer (&holder, g_free);
-  return holder;
-}
-
 int
 porta_waiter_wait_sync (const PortaBackendOps  *ops,
                         const PortaLockFile    *lf,
@@ -303,17 +317,17 @@ porta_waiter_wait_sync (const PortaBackendOps  *ops,
                         GCancellable           *cancellable,
                         char                  **holder)
 {
-  PortaHolderLookup *lookup = start_lookup (ops, lf, deadline);
   int r = -1;
 
+  *holder = NULL;
 #ifdef HAVE_KERNEL_WAIT
   if (!remote)
-    r = kernel_wait (ops, lf->fd, mode, deadline, cancellable);
+    r = kernel_wait (ops, lf, mode, deadline, cancellable, holder);
 #endif
   if (r < 0)
     r = backoff_wait_sync (ops, lf->fd, mode, deadline, cancellable);
-
-  *holder = finish_lookup (lookup, r);
+  if (r != ETIMEDOUT)
+    g_clear_pointer (holder, g_free);
   return r;
 }
 
@@ -322,6 +336,8 @@ typedef struct
 {
   const PortaBackendOps *ops;
   int                    fd;
+  dev_t                  dev;
+  ino_t                  ino;
   PortaLockMode          mode;
   gint64                 deadline;
   GCancellable          *cancellable;
@@ -330,7 +346,7 @@ typedef struct
   PortaWaiterCallback    callback;
   gpointer               user_data;
   int                    result;
-  PortaHolderLookup     *lookup;
+  char                  *holder;
 
   /* back-off waits */
   GSource               *retry_source;
@@ -345,6 +361,7 @@ typedef struct
 static void
 async_wait_free (AsyncWait *w)
 {
+  g_free (w->holder);
   g_clear_object (&w->cancellable);
   g_main_context_unref (w->context);
   g_free (w);
@@ -370,7 +387,7 @@ backoff_finish (AsyncWait *w,
                 int        result)
 {
   backoff_detach (w);
-  w->callback (result, finish_lookup (w->lookup, result), w->user_data);
+  w->callback (result, NULL, w->user_data);
   async_wait_free (w);
 }
 
@@ -493,7 +510,9 @@ thread_wait_complete (gpointer user_data)
    * waiter thread outlives its wait. */
   pthread_join (w->thread, NULL);
   g_atomic_int_add (&n_waiter_threads, -1);
-  w->callback (w->result, finish_lookup (w->lookup, w->result), w->user_data);
+  if (w->result != ETIMEDOUT)
+    g_clear_pointer (&w->holder, g_free);
+  w->callback (w->result, g_steal_pointer (&w->holder), w->user_data);
   async_wait_free (w);
   return G_SOURCE_REMOVE;
 }
@@ -502,9 +521,10 @@ static void *
 thread_wait_main (void *data)
 {
   AsyncWait *w = data;
+  PortaLockFile lf = { w->fd, w->dev, w->ino };
   GSource *source;
 
-  w->result = kernel_wait (w->ops, w->fd, w->mode, w->deadline, w->cancellable);
+  w->result = kernel_wait (w->ops, &lf, w->mode, w->deadline, w->cancellable, &w->holder);
   if (w->result < 0)
     w->result = backoff_wait_sync (w->ops, w->fd, w->mode, w->deadline, w->cancellable);
 
@@ -572,7 +592,8 @@ porta_waiter_wait_async (const PortaBackendOps *ops,
   w->priority = priority;
   w->callback = callback;
   w->user_data = user_data;
-  w->lookup = start_lookup (ops, lf, deadline);
+  w->dev = lf->dev;
+  w->ino = lf->ino;
 
 #ifdef HAVE_KERNEL_WAIT
   w->local = !remote;
