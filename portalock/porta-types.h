@@ -75,7 +75,9 @@ typedef enum
  * @PORTA_LOCK_FLAGS_DELETE_ON_RELEASE: delete the lock file when an
  *   exclusive holder releases it. Waiters that were blocked on the deleted
  *   file notice it and lock the new file instead, so the lock stays
- *   exclusive. Shared holders never delete the file. (portalocker's
+ *   exclusive. Shared holders never delete the file. With
+ *   %PORTA_LOCK_FLAGS_FOLLOW_SYMLINKS it is the symbolic link that is
+ *   deleted, never the file it points to. (portalocker's
  *   `TemporaryFileLock`.)
  * @PORTA_LOCK_FLAGS_REENTRANT: nested acquires by the thread that holds
  *   the lock succeed at once and count up; releases count down, and the
