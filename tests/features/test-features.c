@@ -1796,14 +1796,31 @@ test_lockable (Fixture       *fx,
 
 /* ---- main ------------------------------------------------------------- */
 
+/* valgrind 3.19 does not know that F_OFD_SETLKW blocks: a thread waiting
+ * in it freezes the whole process, so no timeout, cancellation or release
+ * from the same process can end the wait. Under the valgrind test setup
+ * (which sets PORTA_TEST_VALGRIND), the OFD tests that wait say so and
+ * skip; every other run has them. */
+static void
+skip_ofd_under_valgrind (Fixture       *fx,
+                         gconstpointer  data)
+{
+  g_test_skip ("valgrind 3.19 freezes the process in F_OFD_SETLKW; run without valgrind");
+}
+
+static gboolean under_valgrind;
+
 #define ADD(name, data, func) \
-  g_test_add ("/features/" name, Fixture, data, fixture_setup, func, fixture_teardown)
+  g_test_add ("/features/" name, Fixture, data, fixture_setup, \
+              (under_valgrind && strstr (name, "ofd") != NULL) ? skip_ofd_under_valgrind : func, \
+              fixture_teardown)
 
 int
 main (int    argc,
       char **argv)
 {
   g_test_init (&argc, &argv, G_TEST_OPTION_ISOLATE_DIRS, NULL);
+  under_valgrind = g_getenv ("PORTA_TEST_VALGRIND") != NULL;
 
   ADD ("reentrant/nested", NULL, test_reentrant_nested);
   ADD ("reentrant/other-thread", NULL, test_reentrant_other_thread);
