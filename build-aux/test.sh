@@ -3,8 +3,10 @@
 #
 # test.sh: install what is missing, build portalock from scratch in
 # _build-test with everything on (API reference, tests, introspection)
-# and warnings as errors, and run the whole test suite. Exits with the
-# status of `meson test`. This is what CI runs (.ci/run).
+# and warnings as errors, and run the whole test suite: the C, Python, GJS,
+# CLI, example and docs tests, then the C suites again under sanitizers and
+# valgrind (build-aux/sanitizers.sh). Exits non-zero if any stage failed.
+# This is what CI runs (.ci/run).
 
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -27,18 +29,37 @@ if [[ $status -ne 0 ]]; then
   echo "test.sh: meson test failed (exit status $status); the full log is $builddir/meson-logs/testlog.txt"
 fi
 
+# Second stage: the C suites again under ASan+UBSan, TSan and valgrind
+# (about 10 minutes). PORTALOCK_SKIP_SANITIZERS=1 leaves it out for a
+# quick local run; CI always runs it.
+logs=("$builddir/meson-logs/testlog.json")
+if [[ ${PORTALOCK_SKIP_SANITIZERS:-0} != 1 ]]; then
+  rm -rf _build-asan _build-tsan _build-valgrind
+  sanitizer_status=0
+  bash build-aux/sanitizers.sh || sanitizer_status=$?
+  if [[ $sanitizer_status -ne 0 ]]; then
+    echo "test.sh: build-aux/sanitizers.sh failed (exit status $sanitizer_status)"
+    status=$sanitizer_status
+  fi
+  logs+=(_build-asan/meson-logs/testlog.json
+         _build-tsan/meson-logs/testlog.json
+         _build-valgrind/meson-logs/testlog-valgrind.json)
+fi
+
 # One closing line in the plain "N passed, N failed, N skipped" form that
-# any CI can read, counted from meson's machine-readable log.
-if [[ -f "$builddir/meson-logs/testlog.json" ]]; then
-  /usr/bin/python3 - "$builddir/meson-logs/testlog.json" <<'PY' || true
-import json, sys
+# any CI can read, counted from meson's machine-readable logs of every
+# stage that ran.
+/usr/bin/python3 - "${logs[@]}" <<'PY' || true
+import json, os, sys
 counts = {"passed": 0, "failed": 0, "skipped": 0}
 kind = {"OK": "passed", "EXPECTEDFAIL": "passed", "SKIP": "skipped"}
-with open(sys.argv[1], encoding="utf-8") as log:
-    for line in log:
-        if line.strip():
-            counts[kind.get(json.loads(line).get("result"), "failed")] += 1
+for path in sys.argv[1:]:
+    if not os.path.exists(path):
+        continue
+    with open(path, encoding="utf-8") as log:
+        for line in log:
+            if line.strip():
+                counts[kind.get(json.loads(line).get("result"), "failed")] += 1
 print("\nSummary: {passed} passed, {failed} failed, {skipped} skipped".format(**counts))
 PY
-fi
 exit "$status"

@@ -1844,7 +1844,7 @@ main (int    argc,
   ADD ("convert/posix-async", GINT_TO_POINTER (PORTA_BACKEND_POSIX), test_convert_fcntl_async);
   ADD ("convert/flock-not-atomic", NULL, test_convert_flock);
   ADD ("convert/not-held", NULL, test_convert_not_held);
-  ADD ("convert/release-while-pending", NULL, test_convert_release_while_pending);
+  ADD ("convert/ofd-release-while-pending", NULL, test_convert_release_while_pending);
 
   ADD ("holder/flock", NULL, test_holder_flock);
   ADD ("holder/ofd-exclusive", &holder_ofd_ex, test_holder_fcntl);
