@@ -118,7 +118,7 @@ fd_lock_set_error (FdLock      *fl,
                  fl->timeout_ms, fl->display, holder);
   else if (result == ETIMEDOUT)
     g_set_error (error, G_IO_ERROR, G_IO_ERROR_TIMED_OUT,
-                 _("Timed out after %d ms waiting for the lock on “%s”"),
+                 _("Timed out after %d ms waiting for the lock on “%s”; its holder is unknown (waits under 100 ms do not look it up)"),
                  fl->timeout_ms, fl->display);
   else if (result == ECANCELED)
     g_set_error (error, G_IO_ERROR, G_IO_ERROR_CANCELLED,

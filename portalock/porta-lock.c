@@ -227,7 +227,7 @@ porta_lock_set_wait_error (PortaLock   *self,
                  timeout_ms, self->display, holder);
   else if (result == ETIMEDOUT)
     g_set_error (error, G_IO_ERROR, G_IO_ERROR_TIMED_OUT,
-                 _("Timed out after %d ms waiting for the lock on “%s”"),
+                 _("Timed out after %d ms waiting for the lock on “%s”; its holder is unknown (waits under 100 ms do not look it up)"),
                  timeout_ms, self->display);
   else if (result == ECANCELED)
     g_set_error (error, G_IO_ERROR, G_IO_ERROR_CANCELLED,
