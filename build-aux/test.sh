@@ -41,9 +41,12 @@ if [[ ${PORTALOCK_SKIP_SANITIZERS:-0} != 1 ]]; then
     echo "test.sh: build-aux/sanitizers.sh failed (exit status $sanitizer_status)"
     status=$sanitizer_status
   fi
-  logs+=(_build-asan/meson-logs/testlog.json
-         _build-tsan/meson-logs/testlog.json
-         _build-valgrind/meson-logs/testlog-valgrind.json)
+  # meson names each log after the setup or wrapper it ran with.
+  shopt -s nullglob
+  logs+=(_build-asan/meson-logs/testlog*.json
+         _build-tsan/meson-logs/testlog*.json
+         _build-valgrind/meson-logs/testlog*.json)
+  shopt -u nullglob
 fi
 
 # One closing line in the plain "N passed, N failed, N skipped" form that
