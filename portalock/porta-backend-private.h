@@ -61,6 +61,13 @@ void                   porta_lock_file_close    (PortaLockFile          *lf,
                                                  const PortaBackendOps  *ops);
 gboolean               porta_lock_file_is_remote (const PortaLockFile   *lf);
 
+void                   porta_set_wait_error     (GError                **error,
+                                                 int                     result,
+                                                 int                     timeout_ms,
+                                                 const char             *holder,
+                                                 const char             *display,
+                                                 const PortaBackendOps  *ops,
+                                                 const PortaLockFile    *lf);
 void                   porta_set_lock_error     (GError                **error,
                                                  int                     errsv,
                                                  const char             *display,

@@ -504,3 +504,30 @@ porta_set_lock_error (GError                **error,
       break;
     }
 }
+
+/* Sets an error for a wait that ended without the lock: timed out (naming
+ * @holder when the wait looked it up), cancelled, or a failed lock call. */
+void
+porta_set_wait_error (GError                **error,
+                      int                     result,
+                      int                     timeout_ms,
+                      const char             *holder,
+                      const char             *display,
+                      const PortaBackendOps  *ops,
+                      const PortaLockFile    *lf)
+{
+  if (result == ETIMEDOUT && holder != NULL)
+    g_set_error (error, G_IO_ERROR, G_IO_ERROR_TIMED_OUT,
+                 _("Timed out after %d ms waiting for the lock on “%s”, held by %s"),
+                 timeout_ms, display, holder);
+  else if (result == ETIMEDOUT)
+    g_set_error (error, G_IO_ERROR, G_IO_ERROR_TIMED_OUT,
+                 _("Timed out after %d ms waiting for the lock on “%s”; its holder is unknown (waits under 100 ms do not look it up)"),
+                 timeout_ms, display);
+  else if (result == ECANCELED)
+    g_set_error (error, G_IO_ERROR, G_IO_ERROR_CANCELLED,
+                 _("Waiting for the lock on “%s” was cancelled"),
+                 display);
+  else
+    porta_set_lock_error (error, result, display, ops, lf);
+}

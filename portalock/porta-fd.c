@@ -112,26 +112,7 @@ fd_lock_set_error (FdLock      *fl,
                    const char  *holder,
                    GError     **error)
 {
-  if (result == ETIMEDOUT && holder != NULL)
-    g_set_error (error, G_IO_ERROR, G_IO_ERROR_TIMED_OUT,
-                 _("Timed out after %d ms waiting for the lock on “%s”, held by %s"),
-                 fl->timeout_ms, fl->display, holder);
-  else if (result == ETIMEDOUT)
-    g_set_error (error, G_IO_ERROR, G_IO_ERROR_TIMED_OUT,
-                 _("Timed out after %d ms waiting for the lock on “%s”; its holder is unknown (waits under 100 ms do not look it up)"),
-                 fl->timeout_ms, fl->display);
-  else if (result == ECANCELED)
-    g_set_error (error, G_IO_ERROR, G_IO_ERROR_CANCELLED,
-                 _("Waiting for the lock on “%s” was cancelled"),
-                 fl->display);
-  else
-    porta_set_lock_error (error, result, fl->display, fl->ops, &fl->lf);
-}
-
-static gint64
-fd_deadline (int timeout_ms)
-{
-  return timeout_ms > 0 ? g_get_monotonic_time () + (gint64) timeout_ms * 1000 : -1;
+  porta_set_wait_error (error, result, fl->timeout_ms, holder, fl->display, fl->ops, &fl->lf);
 }
 
 /**
@@ -187,7 +168,7 @@ porta_fd_lock (int             fd,
     r = fl.ops->lock (fd, mode, FALSE);
   if (r == EWOULDBLOCK && timeout_ms != 0)
     r = porta_waiter_wait_sync (fl.ops, &fl.lf, porta_lock_file_is_remote (&fl.lf),
-                                mode, fd_deadline (timeout_ms), cancellable, &holder);
+                                mode, porta_waiter_deadline (timeout_ms), cancellable, &holder);
   if (r != 0)
     fd_lock_set_error (&fl, r, holder, error);
   fd_lock_clear (&fl);
@@ -282,7 +263,7 @@ porta_fd_lock_async (int                  fd,
   if (r == EWOULDBLOCK && timeout_ms != 0)
     {
       porta_waiter_wait_async (fl->ops, &fl->lf, porta_lock_file_is_remote (&fl->lf),
-                               mode, fd_deadline (timeout_ms), cancellable, io_priority,
+                               mode, porta_waiter_deadline (timeout_ms), cancellable, io_priority,
                                fd_lock_waited, g_steal_pointer (&task));
       return;
     }

@@ -207,12 +207,6 @@ porta_lock_check_usable (PortaLock  *self,
   return TRUE;
 }
 
-static gint64
-deadline_for_timeout (int timeout_ms)
-{
-  return timeout_ms > 0 ? g_get_monotonic_time () + (gint64) timeout_ms * 1000 : -1;
-}
-
 /* Sets an error for the result of a wait that ended without the lock. */
 static void
 porta_lock_set_wait_error (PortaLock   *self,
@@ -221,20 +215,7 @@ porta_lock_set_wait_error (PortaLock   *self,
                            const char  *holder,
                            GError     **error)
 {
-  if (result == ETIMEDOUT && holder != NULL)
-    g_set_error (error, G_IO_ERROR, G_IO_ERROR_TIMED_OUT,
-                 _("Timed out after %d ms waiting for the lock on “%s”, held by %s"),
-                 timeout_ms, self->display, holder);
-  else if (result == ETIMEDOUT)
-    g_set_error (error, G_IO_ERROR, G_IO_ERROR_TIMED_OUT,
-                 _("Timed out after %d ms waiting for the lock on “%s”; its holder is unknown (waits under 100 ms do not look it up)"),
-                 timeout_ms, self->display);
-  else if (result == ECANCELED)
-    g_set_error (error, G_IO_ERROR, G_IO_ERROR_CANCELLED,
-                 _("Waiting for the lock on “%s” was cancelled"),
-                 self->display);
-  else
-    porta_set_lock_error (error, result, self->display, self->ops, &self->lf);
+  porta_set_wait_error (error, result, timeout_ms, holder, self->display, self->ops, &self->lf);
 }
 
 /* What one attempt at the lock came to. */
@@ -774,7 +755,7 @@ porta_lock_acquire (PortaLock     *self,
       return FALSE;
     }
 
-  deadline = deadline_for_timeout (timeout_ms);
+  deadline = porta_waiter_deadline (timeout_ms);
   for (;;)
     {
       TryResult tr = porta_lock_try_once (self, timeout_ms < 0 && cancellable == NULL, error);
@@ -987,7 +968,7 @@ porta_lock_acquire_async (PortaLock           *self,
 
   data = g_new0 (AcquireData, 1);
   data->timeout_ms = timeout_ms;
-  data->deadline = deadline_for_timeout (timeout_ms);
+  data->deadline = porta_waiter_deadline (timeout_ms);
   data->caller = g_thread_self ();
   g_task_set_task_data (task, data, g_free);
 
@@ -1230,7 +1211,7 @@ porta_lock_convert (PortaLock      *self,
   r = self->ops->lock (self->lf.fd, mode, FALSE);
   if (r == EWOULDBLOCK && timeout_ms != 0)
     r = porta_waiter_wait_sync (self->ops, &self->lf, porta_lock_is_remote (self),
-                                mode, deadline_for_timeout (timeout_ms), cancellable,
+                                mode, porta_waiter_deadline (timeout_ms), cancellable,
                                 &holder);
   if (r != 0)
     {
@@ -1336,7 +1317,7 @@ porta_lock_convert_async (PortaLock           *self,
     {
       self->pending = TRUE;
       porta_waiter_wait_async (self->ops, &self->lf, porta_lock_is_remote (self),
-                               mode, deadline_for_timeout (timeout_ms), cancellable,
+                               mode, porta_waiter_deadline (timeout_ms), cancellable,
                                io_priority, convert_waited, g_steal_pointer (&task));
       return;
     }

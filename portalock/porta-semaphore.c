@@ -13,6 +13,7 @@
 #include "porta-i18n-private.h"
 #include "porta-lock.h"
 #include "porta-semaphore.h"
+#include "porta-waiter-private.h"
 
 /**
  * SECTION:porta-semaphore
@@ -525,12 +526,6 @@ porta_semaphore_new_task (PortaSemaphore      *self,
   return task;
 }
 
-static gint64
-deadline_for_timeout (int timeout_ms)
-{
-  return timeout_ms > 0 ? g_get_monotonic_time () + (gint64) timeout_ms * 1000 : -1;
-}
-
 static void
 porta_semaphore_dispose (GObject *object)
 {
@@ -908,7 +903,7 @@ porta_semaphore_acquire (PortaSemaphore  *self,
   g_return_val_if_fail (cancellable == NULL || G_IS_CANCELLABLE (cancellable), FALSE);
   g_return_val_if_fail (error == NULL || *error == NULL, FALSE);
 
-  deadline = deadline_for_timeout (timeout_ms);
+  deadline = porta_waiter_deadline (timeout_ms);
   begun = porta_semaphore_begin (self, timeout_ms, cancellable, error);
   if (begun == BEGIN_ERROR)
     return FALSE;
@@ -1000,7 +995,7 @@ porta_semaphore_acquire_async (PortaSemaphore      *self,
 
   task = porta_semaphore_new_task (self, io_priority, cancellable, callback, user_data);
 
-  deadline = deadline_for_timeout (timeout_ms);
+  deadline = porta_waiter_deadline (timeout_ms);
   begun = porta_semaphore_begin (self, timeout_ms, cancellable, &error);
   if (begun == BEGIN_WAIT)
     {

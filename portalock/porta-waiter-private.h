@@ -20,6 +20,10 @@ G_BEGIN_DECLS
  * holder in the background and, when it times out, returns its
  * description in @holder (NULL if unknown by then). */
 
+/* The deadline of a timeout in ms: -1 (forever) and 0 (try once) have
+ * none. */
+gint64 porta_waiter_deadline (int timeout_ms);
+
 int  porta_waiter_wait_sync  (const PortaBackendOps *ops,
                               const PortaLockFile   *lf,
                               gboolean               remote,
