@@ -943,9 +943,9 @@ porta_lock_acquire_async (PortaLock           *self,
   g_task_set_source_tag (task, porta_lock_acquire_async);
   g_task_set_name (task, "[portalock] acquire");
   g_task_set_priority (task, io_priority);
-  /* Whether the lock was taken decides the result, not a cancellation that
-   * came too late to stop it: reporting a held lock as cancelled would keep
-   * it from everyone until the PortaLock is disposed. */
+  /* The waiter decides the result: a wait cancelled before it ended never
+   * holds the lock, and a lock taken is never reported as cancelled (that
+   * would keep it from everyone until the PortaLock is disposed). */
   g_task_set_check_cancellable (task, FALSE);
 
   if (porta_lock_is_reentry (self))

@@ -238,6 +238,14 @@ kernel_wait (const PortaBackendOps  *ops,
         break;
     }
 
+  /* A cancellation that came while the kernel was granting the lock still
+   * wins: the caller asked to stop, so the wait must not end holding it. */
+  if (r == 0 && g_atomic_int_get (&in.cancelled))
+    {
+      ops->unlock (fd);
+      r = ECANCELED;
+    }
+
   /* Disconnecting waits for a handler running in another thread, so the
    * timer is never armed after it is deleted. A signal the timer sent is
    * delivered no later than the return of timer_delete(), while it is
@@ -438,7 +446,16 @@ static gboolean
 backoff_retry (gpointer user_data)
 {
   AsyncWait *w = user_data;
-  int r = w->ops->lock (w->fd, w->mode, FALSE);
+  int r;
+
+  /* Cancelled, but this retry came first in the same main-loop iteration:
+   * the cancellation wins. */
+  if (g_cancellable_is_cancelled (w->cancellable))
+    {
+      backoff_finish (w, ECANCELED);
+      return G_SOURCE_REMOVE;
+    }
+  r = w->ops->lock (w->fd, w->mode, FALSE);
 
   if (r == EWOULDBLOCK && w->deadline >= 0 && g_get_monotonic_time () >= w->deadline)
     r = ETIMEDOUT;
