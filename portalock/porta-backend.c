@@ -6,20 +6,31 @@
 #include "config.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <string.h>
-#include <sys/file.h>
-#include <sys/stat.h>
-#include <unistd.h>
-#ifdef HAVE_SYS_VFS_H
-# include <sys/vfs.h>
-#endif
 
 #include <gio/gio.h>
+
+#ifdef G_OS_UNIX
+# include <fcntl.h>
+# include <sys/file.h>
+# include <sys/stat.h>
+# include <unistd.h>
+# ifdef HAVE_SYS_VFS_H
+#  include <sys/vfs.h>
+# endif
+#endif
 
 #include "porta-backend-private.h"
 #include "porta-holder-private.h"
 #include "porta-i18n-private.h"
+
+/* The Windows backend and the Windows side of the lock file are in
+ * porta-backend-win32.c; the Unix ones are here. */
+#ifdef G_OS_WIN32
+extern const PortaBackendOps porta_win32_ops;
+#endif
+
+#ifdef G_OS_UNIX
 
 /* flock(2): owned by the open file description. */
 
@@ -102,10 +113,18 @@ static const PortaBackendOps posix_ops = {
   PORTA_BACKEND_POSIX, "posix", TRUE, TRUE, posix_lock, posix_unlock,
 };
 
+#endif /* G_OS_UNIX */
+
 PortaBackend
 porta_backend_resolve (PortaBackend backend)
 {
-  return backend == PORTA_BACKEND_DEFAULT ? PORTA_BACKEND_FLOCK : backend;
+  if (backend != PORTA_BACKEND_DEFAULT)
+    return backend;
+#ifdef G_OS_WIN32
+  return PORTA_BACKEND_WIN32;
+#else
+  return PORTA_BACKEND_FLOCK;
+#endif
 }
 
 const PortaBackendOps *
@@ -113,16 +132,27 @@ porta_backend_get_ops (PortaBackend backend)
 {
   switch (porta_backend_resolve (backend))
     {
+#ifdef G_OS_UNIX
     case PORTA_BACKEND_FLOCK:
       return &flock_ops;
     case PORTA_BACKEND_OFD:
-#ifdef HAVE_OFD_LOCKS
+# ifdef HAVE_OFD_LOCKS
       return &ofd_ops;
-#else
+# else
       return NULL;
-#endif
+# endif
     case PORTA_BACKEND_POSIX:
       return &posix_ops;
+    case PORTA_BACKEND_WIN32:
+      return NULL;
+#else
+    case PORTA_BACKEND_WIN32:
+      return &porta_win32_ops;
+    case PORTA_BACKEND_FLOCK:
+    case PORTA_BACKEND_OFD:
+    case PORTA_BACKEND_POSIX:
+      return NULL;
+#endif
     case PORTA_BACKEND_DEFAULT:
     default:
       return NULL;
@@ -140,11 +170,15 @@ porta_backend_get_name (PortaBackend backend)
       return "ofd";
     case PORTA_BACKEND_POSIX:
       return "posix";
+    case PORTA_BACKEND_WIN32:
+      return "win32";
     case PORTA_BACKEND_DEFAULT:
     default:
       return "unknown";
     }
 }
+
+#ifdef G_OS_UNIX
 
 /* POSIX locks belong to the process, and closing *any* descriptor of a file
  * drops every POSIX lock the process holds on it. So that no PortaLock drops
@@ -157,8 +191,8 @@ porta_backend_get_name (PortaBackend backend)
 
 typedef struct
 {
-  dev_t   dev;
-  ino_t   ino;
+  guint64 dev;
+  guint64 ino;
   guint   n_posix;
   GArray *parked_fds;
 } PosixEntry;
@@ -184,8 +218,8 @@ posix_entry_equal (gconstpointer a,
 }
 
 static PosixEntry *
-registry_lookup (dev_t dev,
-                 ino_t ino)
+registry_lookup (guint64 dev,
+                 guint64 ino)
 {
   PosixEntry key = { dev, ino, 0, NULL };
 
@@ -202,42 +236,6 @@ close_noerror (int fd)
   /* close() is never retried on Linux: the descriptor is gone either way */
   (void) close (fd);
   errno = errsv;
-}
-
-static gboolean
-is_missing_folder (const char *path)
-{
-  g_autofree char *dir = g_path_get_dirname (path);
-
-  return !g_file_test (dir, G_FILE_TEST_IS_DIR);
-}
-
-static void
-set_open_error (GError     **error,
-                int          errsv,
-                const char  *path,
-                const char  *display)
-{
-  if (errsv == ENOENT && is_missing_folder (path))
-    {
-      g_autofree char *dir = g_path_get_dirname (display);
-
-      g_set_error (error, G_IO_ERROR, G_IO_ERROR_NOT_FOUND,
-                   _("Cannot create lock file “%s”: the folder “%s” does not exist"),
-                   display, dir);
-    }
-  else if (errsv == ELOOP)
-    g_set_error (error, G_IO_ERROR, G_IO_ERROR_TOO_MANY_LINKS,
-                 _("Refusing to lock “%s”: it is a symbolic link, and locks "
-                   "follow symbolic links only when asked to"),
-                 display);
-  else if (errsv == EISDIR)
-    g_set_error (error, G_IO_ERROR, G_IO_ERROR_IS_DIRECTORY,
-                 _("Cannot lock “%s”: it is a folder"), display);
-  else
-    g_set_error (error, G_IO_ERROR, g_io_error_from_errno (errsv),
-                 _("Cannot open lock file “%s”: %s"),
-                 display, g_strerror (errsv));
 }
 
 static int
@@ -283,6 +281,7 @@ porta_lock_file_open (PortaLockFile          *lf,
   int fd;
 
   g_assert (lf->fd < 0);
+  lf->overlapped = FALSE;
 
   fd = open_lock_fd (path, mode, flags, ops);
   if (fd < 0)
@@ -296,7 +295,7 @@ porta_lock_file_open (PortaLockFile          *lf,
                        "the file cannot be opened for writing (%s)"),
                      ops->name, display, g_strerror (errsv));
       else
-        set_open_error (error, errsv, path, display);
+        porta_set_open_error (error, errsv, path, display);
       return FALSE;
     }
 
@@ -305,7 +304,7 @@ porta_lock_file_open (PortaLockFile          *lf,
       int errsv = errno;
 
       close_noerror (fd);
-      set_open_error (error, errsv, path, display);
+      porta_set_open_error (error, errsv, path, display);
       return FALSE;
     }
 
@@ -317,7 +316,7 @@ porta_lock_file_open (PortaLockFile          *lf,
       else
         g_set_error (error, G_IO_ERROR, G_IO_ERROR_NOT_REGULAR_FILE,
                      _("Cannot lock “%s”: it is not a regular file"), display);
-      porta_lock_file_close (&(PortaLockFile) { fd, st.st_dev, st.st_ino }, ops);
+      porta_lock_file_close (&(PortaLockFile) { fd, st.st_dev, st.st_ino, FALSE }, ops);
       return FALSE;
     }
 
@@ -360,25 +359,38 @@ porta_lock_file_open (PortaLockFile          *lf,
   return TRUE;
 }
 
-/* Returns 0 when @path still names the file @lf has open, ENOENT or ESTALE
- * when it was deleted or replaced since (another holder released with
- * PORTA_LOCK_FLAGS_DELETE_ON_RELEASE), or another errno value. */
 int
-porta_lock_file_check (const PortaLockFile *lf,
-                       const char          *path,
-                       PortaLockFlags       flags)
+porta_fd_identify (int      fd,
+                   guint64 *dev,
+                   guint64 *ino)
 {
   struct stat st;
-  int r;
 
-  if (flags & PORTA_LOCK_FLAGS_FOLLOW_SYMLINKS)
-    r = stat (path, &st);
-  else
-    r = lstat (path, &st);
-  if (r != 0)
+  if (fstat (fd, &st) != 0)
     return errno;
-  if (st.st_dev != lf->dev || st.st_ino != lf->ino)
-    return ESTALE;
+  *dev = st.st_dev;
+  *ino = st.st_ino;
+  return 0;
+}
+
+int
+porta_path_unlink (const char *path)
+{
+  return unlink (path) == 0 ? 0 : errno;
+}
+
+int
+porta_path_identify (const char *path,
+                     gboolean    follow,
+                     guint64    *dev,
+                     guint64    *ino)
+{
+  struct stat st;
+
+  if ((follow ? stat (path, &st) : lstat (path, &st)) != 0)
+    return errno;
+  *dev = st.st_dev;
+  *ino = st.st_ino;
   return 0;
 }
 
@@ -453,6 +465,63 @@ porta_lock_file_is_remote (const PortaLockFile *lf)
 #else
   return FALSE;
 #endif
+}
+
+#endif /* G_OS_UNIX */
+
+gboolean
+porta_is_missing_folder (const char *path)
+{
+  g_autofree char *dir = g_path_get_dirname (path);
+
+  return !g_file_test (dir, G_FILE_TEST_IS_DIR);
+}
+
+void
+porta_set_open_error (GError     **error,
+                      int          errsv,
+                      const char  *path,
+                      const char  *display)
+{
+  if (errsv == ENOENT && porta_is_missing_folder (path))
+    {
+      g_autofree char *dir = g_path_get_dirname (display);
+
+      g_set_error (error, G_IO_ERROR, G_IO_ERROR_NOT_FOUND,
+                   _("Cannot create lock file “%s”: the folder “%s” does not exist"),
+                   display, dir);
+    }
+  else if (errsv == ELOOP)
+    g_set_error (error, G_IO_ERROR, G_IO_ERROR_TOO_MANY_LINKS,
+                 _("Refusing to lock “%s”: it is a symbolic link, and locks "
+                   "follow symbolic links only when asked to"),
+                 display);
+  else if (errsv == EISDIR)
+    g_set_error (error, G_IO_ERROR, G_IO_ERROR_IS_DIRECTORY,
+                 _("Cannot lock “%s”: it is a folder"), display);
+  else
+    g_set_error (error, G_IO_ERROR, g_io_error_from_errno (errsv),
+                 _("Cannot open lock file “%s”: %s"),
+                 display, g_strerror (errsv));
+}
+
+/* Returns 0 when @path still names the file @lf has open, ENOENT or ESTALE
+ * when it was deleted or replaced since (another holder released with
+ * PORTA_LOCK_FLAGS_DELETE_ON_RELEASE), or another errno value. */
+int
+porta_lock_file_check (const PortaLockFile *lf,
+                       const char          *path,
+                       PortaLockFlags       flags)
+{
+  guint64 dev, ino;
+  int r;
+
+  r = porta_path_identify (path, (flags & PORTA_LOCK_FLAGS_FOLLOW_SYMLINKS) != 0, &dev, &ino);
+  if (r != 0)
+    return r;
+  if (dev != lf->dev || ino != lf->ino)
+    return ESTALE;
+  return 0;
 }
 
 /* Sets an error for a failed lock call. When the lock is taken, the

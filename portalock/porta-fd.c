@@ -6,8 +6,6 @@
 #include "config.h"
 
 #include <errno.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #include "porta-backend-private.h"
 #include "porta-fd.h"
@@ -31,6 +29,12 @@
  * check that the descriptor still names the file at its path, and with
  * %PORTA_BACKEND_POSIX the lock belongs to the whole process and is dropped
  * when any descriptor of the file is closed.
+ *
+ * On Windows the descriptor is a C runtime one (from open() or
+ * _open_osfhandle()), locked with %PORTA_BACKEND_WIN32. Its handle may not
+ * be open for overlapped I/O, so a wait on it retries with a back-off
+ * instead of waiting in the kernel. porta_stream_lock() and
+ * porta_stream_unlock() are Unix only, as #GFileDescriptorBased is.
  *
  * |[<!-- language="C" -->
  * g_autoptr(GFileOutputStream) out = g_file_append_to (file, G_FILE_CREATE_NONE, NULL, &error);
@@ -57,8 +61,12 @@ typedef struct
 static char *
 describe_fd (int fd)
 {
+#ifdef G_OS_WIN32
+  g_autofree char *target = porta_win32_fd_path (fd);
+#else
   g_autofree char *link = g_strdup_printf ("/proc/self/fd/%d", fd);
   g_autofree char *target = g_file_read_link (link, NULL);
+#endif
 
   if (target != NULL)
     return g_filename_display_name (target);
@@ -73,7 +81,7 @@ fd_lock_init (FdLock         *fl,
               int             timeout_ms,
               GError        **error)
 {
-  struct stat st;
+  int errsv;
 
   fl->ops = porta_backend_get_ops (backend);
   fl->lf.fd = fd;
@@ -87,16 +95,13 @@ fd_lock_init (FdLock         *fl,
                    fl->display, porta_backend_get_name (backend));
       return FALSE;
     }
-  if (fstat (fd, &st) != 0)
+  errsv = porta_fd_identify (fd, &fl->lf.dev, &fl->lf.ino);
+  if (errsv != 0)
     {
-      int errsv = errno;
-
       g_set_error (error, G_IO_ERROR, g_io_error_from_errno (errsv),
                    _("Cannot lock “%s”: %s"), fl->display, g_strerror (errsv));
       return FALSE;
     }
-  fl->lf.dev = st.st_dev;
-  fl->lf.ino = st.st_ino;
   return TRUE;
 }
 
@@ -329,6 +334,7 @@ porta_fd_unlock (int            fd,
   return r == 0;
 }
 
+#ifdef G_OS_UNIX
 /**
  * porta_stream_lock:
  * @stream: a stream on a regular file, such as the #GFileOutputStream of
@@ -383,3 +389,5 @@ porta_stream_unlock (GFileDescriptorBased  *stream,
 
   return porta_fd_unlock (g_file_descriptor_based_get_fd (stream), backend, error);
 }
+
+#endif /* G_OS_UNIX */

@@ -5,20 +5,18 @@
 
 #pragma once
 
-#include <sys/types.h>
-
 #include <glib.h>
 
 G_BEGIN_DECLS
 
-gboolean porta_holder_find     (dev_t      dev,
-                                ino_t      ino,
+gboolean porta_holder_find     (guint64    dev,
+                                guint64    ino,
                                 gboolean   flock_kind,
                                 gboolean   search_fds,
                                 int       *pid,
                                 char     **command);
-char    *porta_holder_describe (dev_t      dev,
-                                ino_t      ino,
+char    *porta_holder_describe (guint64    dev,
+                                guint64    ino,
                                 gboolean   flock_kind);
 
 G_END_DECLS

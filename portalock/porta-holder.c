@@ -8,12 +8,19 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <sys/sysmacros.h>
-#include <unistd.h>
+
+#include <glib.h>
+
+#ifdef __linux__
+# include <sys/stat.h>
+# include <sys/sysmacros.h>
+# include <unistd.h>
+#endif
 
 #include "porta-holder-private.h"
 #include "porta-i18n-private.h"
+
+#ifdef __linux__
 
 /* Linux lists every lock in /proc/locks, one a line:
  *
@@ -34,8 +41,8 @@
 
 static gboolean
 parse_lock_line (const char  *line,
-                 dev_t        dev,
-                 ino_t        ino,
+                 guint64      dev,
+                 guint64      ino,
                  gboolean     flock_kind,
                  int         *pid)
 {
@@ -67,8 +74,8 @@ parse_lock_line (const char  *line,
 
 static gboolean
 find_in_file (const char *path,
-              dev_t       dev,
-              ino_t       ino,
+              guint64     dev,
+              guint64     ino,
               gboolean    flock_kind,
               int        *pid)
 {
@@ -94,8 +101,8 @@ find_in_file (const char *path,
 }
 
 static int
-search_fdinfo (dev_t    dev,
-               ino_t    ino,
+search_fdinfo (guint64  dev,
+               guint64  ino,
                gboolean flock_kind)
 {
   g_autoptr(GDir) proc = g_dir_open ("/proc", 0, NULL);
@@ -139,21 +146,29 @@ command_of (int pid)
   return comm;
 }
 
+#endif /* __linux__ */
+
 /* Returns TRUE if a lock of the kind (flock, or fcntl: POSIX and OFD) is
  * held on the file; *pid is 0 and *command NULL when the holder is not
- * known. */
+ * known. Returns FALSE where the system does not list its locks (all but
+ * Linux): callers then say the holder is unknown. */
 gboolean
-porta_holder_find (dev_t      dev,
-                   ino_t      ino,
+porta_holder_find (guint64    dev,
+                   guint64    ino,
                    gboolean   flock_kind,
                    gboolean   search_fds,
                    int       *pid,
                    char     **command)
 {
+#ifdef __linux__
   int found = 0;
+#endif
 
   *pid = 0;
   *command = NULL;
+#ifndef __linux__
+  return FALSE;
+#else
   if (!find_in_file ("/proc/locks", dev, ino, flock_kind, &found))
     return FALSE;
   if (found <= 0 && search_fds)
@@ -164,12 +179,13 @@ porta_holder_find (dev_t      dev,
       *command = command_of (found);
     }
   return TRUE;
+#endif
 }
 
 /* "process 1234 (cron)", for messages; NULL if no lock was found. */
 char *
-porta_holder_describe (dev_t    dev,
-                       ino_t    ino,
+porta_holder_describe (guint64  dev,
+                       guint64  ino,
                        gboolean flock_kind)
 {
   g_autofree char *command = NULL;

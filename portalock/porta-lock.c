@@ -6,8 +6,6 @@
 #include "config.h"
 
 #include <errno.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #include "porta-backend-private.h"
 #include "porta-enums.h"
@@ -96,7 +94,7 @@ struct _PortaLock
   GIOStream             *stream;
 
   /* whether the filesystem of remote_dev is a network or FUSE one */
-  dev_t                  remote_dev;
+  guint64                remote_dev;
   guint                  remote_known : 1;
   guint                  remote : 1;
 
@@ -320,9 +318,12 @@ porta_lock_drop (PortaLock  *self,
 
   if ((self->flags & PORTA_LOCK_FLAGS_DELETE_ON_RELEASE) &&
       self->mode == PORTA_LOCK_MODE_EXCLUSIVE &&
-      porta_lock_file_check (&self->lf, self->path, self->flags) == 0 &&
-      unlink (self->path) != 0 && errno != ENOENT)
-    unlink_errno = errno;
+      porta_lock_file_check (&self->lf, self->path, self->flags) == 0)
+    {
+      unlink_errno = porta_path_unlink (self->path);
+      if (unlink_errno == ENOENT)
+        unlink_errno = 0;
+    }
 
   self->ops->unlock (self->lf.fd);
   porta_lock_close_file (self);
@@ -1068,8 +1069,12 @@ porta_lock_release (PortaLock  *self,
  * shared lock on a file that could only be opened for reading, writing
  * fails.
  *
+ * On Windows, where the lock's handle is open for overlapped I/O, the
+ * stream has a handle of its own on the same file, made from the lock's
+ * with ReOpenFile() (never by path); it is closed with the stream.
+ *
  * Returns: (transfer none) (nullable): the stream, or %NULL if the lock is
- *   not held
+ *   not held (or, on Windows, if no second handle could be made)
  *
  * Since: 1.0
  */
@@ -1360,8 +1365,9 @@ porta_lock_convert_finish (PortaLock     *self,
  *
  * Tells whether anyone holds a lock on the file that conflicts with this
  * lock's backend (this #PortaLock itself included), and who, as far as the
- * operating system reveals it. It neither opens nor locks the file, so it
- * never disturbs the holder, a waiter, or POSIX locks of this process.
+ * operating system reveals it. On Unix it neither opens nor locks the
+ * file, so it never disturbs the holder, a waiter, or POSIX locks of this
+ * process.
  *
  * On Linux the holders are listed in `/proc/locks`. flock(2) locks name
  * the process that took them: after a fork() that may be the parent while
@@ -1370,7 +1376,9 @@ porta_lock_convert_finish (PortaLock     *self,
  * holds it: for those, the descriptors of every process this one may
  * inspect are searched for the holder. When none is found, @pid is 0 and
  * @command %NULL: the holder is unknown. Elsewhere the holder is always
- * unknown.
+ * unknown. Windows does not list its locks, so there the file is opened
+ * (never created) and an exclusive lock attempt is made and given back at
+ * once: a try of another lock at that very moment may fail.
  *
  * Returns: %TRUE if the lock is held by someone; %FALSE if it is free, or
  *   on error (a missing file is not an error: nobody holds it)
@@ -1384,9 +1392,13 @@ porta_lock_query_holder (PortaLock  *self,
                          GError    **error)
 {
   g_autofree char *found_command = NULL;
-  struct stat st;
+  gboolean follow = (self->flags & PORTA_LOCK_FLAGS_FOLLOW_SYMLINKS) != 0;
+#ifndef G_OS_WIN32
+  guint64 dev, ino;
+#endif
   int found_pid = 0;
   gboolean held;
+  int errsv;
 
   g_return_val_if_fail (PORTA_IS_LOCK (self), FALSE);
   g_return_val_if_fail (error == NULL || *error == NULL, FALSE);
@@ -1403,11 +1415,14 @@ porta_lock_query_holder (PortaLock  *self,
                    self->display);
       return FALSE;
     }
-  if (((self->flags & PORTA_LOCK_FLAGS_FOLLOW_SYMLINKS) ? stat (self->path, &st)
-                                                        : lstat (self->path, &st)) != 0)
+#ifdef G_OS_WIN32
+  /* Windows does not list its locks: a lock attempt tells. */
+  errsv = porta_win32_probe_held (self->path, follow, &held);
+#else
+  errsv = porta_path_identify (self->path, follow, &dev, &ino);
+#endif
+  if (errsv != 0)
     {
-      int errsv = errno;
-
       if (errsv == ENOENT)
         return FALSE;
       g_set_error (error, G_IO_ERROR, g_io_error_from_errno (errsv),
@@ -1416,8 +1431,10 @@ porta_lock_query_holder (PortaLock  *self,
       return FALSE;
     }
 
-  held = porta_holder_find (st.st_dev, st.st_ino, self->backend == PORTA_BACKEND_FLOCK,
+#ifndef G_OS_WIN32
+  held = porta_holder_find (dev, ino, self->backend == PORTA_BACKEND_FLOCK,
                             TRUE, &found_pid, &found_command);
+#endif
   if (held && pid != NULL)
     *pid = found_pid;
   if (held && command != NULL)

@@ -6,13 +6,18 @@
 #include "config.h"
 
 #include <errno.h>
-#include <signal.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/types.h>
 #include <unistd.h>
 
 #include <glib/gstdio.h>
+
+#ifdef G_OS_WIN32
+# include <windows.h>
+#else
+# include <signal.h>
+#endif
 
 #include "porta-enums.h"
 #include "porta-i18n-private.h"
@@ -115,13 +120,74 @@ G_DEFINE_FINAL_TYPE_WITH_CODE (PortaPidFile, porta_pid_file, G_TYPE_OBJECT,
                                G_IMPLEMENT_INTERFACE (PORTA_TYPE_LOCKABLE,
                                                       porta_pid_file_lockable_init))
 
-/* What /proc/PID/stat tells of a process. */
+/* What the system tells of a process. */
 typedef enum
 {
   PROC_GONE,      /* no such process, or only its zombie */
   PROC_ALIVE,     /* running; start_time is set */
   PROC_UNKNOWN,   /* /proc cannot tell (no procfs, hidepid) */
 } ProcState;
+
+#ifdef G_OS_WIN32
+
+/* Windows: whether process @pid runs, and its creation time (in 100 ns
+ * units since 1601) as its start time. */
+static ProcState
+read_proc_stat (pid_t    pid,
+                guint64 *start_time)
+{
+  FILETIME created, exited, kernel, user;
+  DWORD exit_code;
+  HANDLE process;
+  ProcState state = PROC_UNKNOWN;
+
+  if (pid <= 0)
+    return PROC_GONE;
+  process = OpenProcess (PROCESS_QUERY_LIMITED_INFORMATION, FALSE, (DWORD) pid);
+  if (process == NULL)
+    return GetLastError () == ERROR_INVALID_PARAMETER ? PROC_GONE : PROC_UNKNOWN;
+  if (GetExitCodeProcess (process, &exit_code) && exit_code != STILL_ACTIVE)
+    state = PROC_GONE;
+  else if (GetProcessTimes (process, &created, &exited, &kernel, &user))
+    {
+      *start_time = ((guint64) created.dwHighDateTime << 32) | created.dwLowDateTime;
+      state = PROC_ALIVE;
+    }
+  CloseHandle (process);
+  return state;
+}
+
+/* Whether process @pid exists: one that cannot be opened for want of
+ * rights exists. */
+static gboolean
+process_exists (pid_t pid)
+{
+  guint64 ignored;
+
+  return read_proc_stat (pid, &ignored) != PROC_GONE;
+}
+
+static char *
+read_proc_comm (pid_t pid)
+{
+  wchar_t image[MAX_PATH];
+  DWORD n = G_N_ELEMENTS (image);
+  g_autofree char *path = NULL;
+  HANDLE process;
+  char *name = NULL;
+
+  process = OpenProcess (PROCESS_QUERY_LIMITED_INFORMATION, FALSE, (DWORD) pid);
+  if (process == NULL)
+    return NULL;
+  if (QueryFullProcessImageNameW (process, 0, image, &n))
+    path = g_utf16_to_utf8 (image, n, NULL, NULL, NULL);
+  CloseHandle (process);
+  if (path != NULL)
+    name = g_path_get_basename (path);
+  return name;
+}
+
+#else /* !G_OS_WIN32 */
 
 /* Reads the state (field 3) and the start time (field 22) of process @pid.
  * The command name (field 2) may hold spaces and parentheses, so the
@@ -178,6 +244,8 @@ read_proc_comm (pid_t pid)
     g_clear_pointer (&contents, g_free);
   return contents;
 }
+
+#endif /* G_OS_WIN32 */
 
 static void
 porta_pid_file_set_held (PortaPidFile *self,

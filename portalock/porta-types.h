@@ -35,8 +35,8 @@ typedef enum
 /**
  * PortaBackend:
  * @PORTA_BACKEND_DEFAULT: the platform's default: %PORTA_BACKEND_FLOCK on
- *   Linux and the BSDs. A lock created with it reports the backend it
- *   resolved to in #PortaLock:backend.
+ *   Linux and the BSDs, %PORTA_BACKEND_WIN32 on Windows. A lock created
+ *   with it reports the backend it resolved to in #PortaLock:backend.
  * @PORTA_BACKEND_FLOCK: flock(2) locks, owned by the open file description.
  *   They interoperate with util-linux flock(1), Python portalocker and
  *   filelock, Go gofrs/flock and Rust `File::lock`.
@@ -49,8 +49,14 @@ typedef enum
  *   Because the kernel cannot tell two owners inside one process apart,
  *   portalock refuses (with %G_IO_ERROR_BUSY) to open a file that a
  *   POSIX-backed #PortaLock of the same process already has open.
+ * @PORTA_BACKEND_WIN32: Windows byte-range locks (`LockFileEx()`) on one
+ *   byte far past the end of any data, so that reading and writing the
+ *   file is never blocked by Windows' mandatory range locks. Owned by the
+ *   open handle, like flock(2) locks. Windows only.
  *
- * Which kernel mechanism a #PortaLock uses. On Linux, flock(2) locks and
+ * Which kernel mechanism a #PortaLock uses. A backend that the platform
+ * lacks (flock, ofd and posix on Windows, win32 elsewhere) makes every
+ * acquire fail with %G_IO_ERROR_NOT_SUPPORTED. On Linux, flock(2) locks and
  * fcntl(2) locks (ofd and posix) do not see each other on local
  * filesystems: pick the backend that the other programs touching the same
  * file use.
@@ -63,6 +69,7 @@ typedef enum
   PORTA_BACKEND_FLOCK,
   PORTA_BACKEND_OFD,
   PORTA_BACKEND_POSIX,
+  PORTA_BACKEND_WIN32,
 } PortaBackend;
 
 /**

@@ -6,14 +6,26 @@
 #include "config.h"
 
 #include <errno.h>
-#include <pthread.h>
-#include <signal.h>
 #include <stdlib.h>
-#include <time.h>
-#include <unistd.h>
+
+#include <gio/gio.h>
+
+#ifdef G_OS_UNIX
+# include <pthread.h>
+# include <signal.h>
+# include <time.h>
+# include <unistd.h>
+#endif
+#ifdef G_OS_WIN32
+# include <windows.h>
+#endif
 
 #include "porta-holder-private.h"
 #include "porta-waiter-private.h"
+
+#ifndef EINPROGRESS
+# define EINPROGRESS 112
+#endif
 
 /* How a contended lock is waited for.
  *
@@ -36,7 +48,17 @@
  *
  * Async waits in threads are bounded: at most PORTALOCK_MAX_WAITER_THREADS
  * (default 64) at once in a process. Further async waits back off on their
- * main context, and each of them moves into a thread when one is free. */
+ * main context, and each of them moves into a thread when one is free.
+ *
+ * On Windows the wait is an overlapped LockFileEx(), which the kernel
+ * completes when the lock is granted: a sync wait waits for its event and
+ * the cancellable's at once, with the timeout; an async wait needs no
+ * thread, for the main context polls the event (a GPollFD holding the
+ * HANDLE). Timeout and cancellation cancel the request with CancelIoEx()
+ * and wait for it to end before its OVERLAPPED is freed; a lock granted in
+ * the meantime is given back. Under Wine, whose overlapped lock requests
+ * report success without waiting, and on network shares, waits back off
+ * instead. */
 
 #define INTERRUPT_INTERVAL_NS (200 * 1000)
 #define BACKOFF_MIN_US        1000
@@ -338,6 +360,10 @@ porta_waiter_wait_sync (const PortaBackendOps  *ops,
   if (!remote)
     r = kernel_wait (ops, lf, mode, deadline, cancellable, holder);
 #endif
+#ifdef G_OS_WIN32
+  if (!remote && lf->overlapped && porta_win32_overlapped_waits ())
+    r = porta_win32_wait_sync (lf, mode, deadline, cancellable);
+#endif
   if (r < 0)
     r = backoff_wait_sync (ops, lf->fd, mode, deadline, cancellable);
   if (r != ETIMEDOUT)
@@ -350,8 +376,8 @@ typedef struct
 {
   const PortaBackendOps *ops;
   int                    fd;
-  dev_t                  dev;
-  ino_t                  ino;
+  guint64                dev;
+  guint64                ino;
   PortaLockMode          mode;
   gint64                 deadline;
   GCancellable          *cancellable;
@@ -368,8 +394,19 @@ typedef struct
   gint64                 delay;
 
   /* waits in a thread */
+#ifdef G_OS_UNIX
   pthread_t              thread;
+#endif
   gboolean               local;
+
+#ifdef G_OS_WIN32
+  /* overlapped waits */
+  PortaLockFile          lf;
+  HANDLE                 event;
+  gpointer               overlapped;
+  GSource               *overlapped_source;
+  GPollFD                event_pollfd;
+#endif
 } AsyncWait;
 
 static void
@@ -544,7 +581,7 @@ static void *
 thread_wait_main (void *data)
 {
   AsyncWait *w = data;
-  PortaLockFile lf = { w->fd, w->dev, w->ino };
+  PortaLockFile lf = { w->fd, w->dev, w->ino, FALSE };
   GSource *source;
 
   w->result = kernel_wait (w->ops, &lf, w->mode, w->deadline, w->cancellable, &w->holder);
@@ -593,6 +630,145 @@ thread_wait_start (AsyncWait *w)
 
 #endif /* HAVE_KERNEL_WAIT */
 
+#ifdef G_OS_WIN32
+
+/* The event source of an overlapped wait: ready when the request's event
+ * is signalled, or at the deadline (its ready time). Cancellation comes
+ * through the cancellable's own child source. */
+
+static void
+overlapped_finish (AsyncWait *w,
+                   int        result)
+{
+  if (w->overlapped_source != NULL)
+    {
+      g_source_destroy (w->overlapped_source);
+      g_clear_pointer (&w->overlapped_source, g_source_unref);
+    }
+  g_clear_pointer (&w->overlapped, g_free);
+  if (w->event != NULL)
+    CloseHandle (w->event);
+  w->event = NULL;
+  w->callback (result, NULL, w->user_data);
+  async_wait_free (w);
+}
+
+static gboolean
+overlapped_dispatch (gpointer user_data)
+{
+  AsyncWait *w = user_data;
+  int r;
+
+  if (g_cancellable_is_cancelled (w->cancellable))
+    r = porta_win32_lock_finish (&w->lf, w->overlapped, TRUE);
+  else if (WaitForSingleObject (w->event, 0) == WAIT_OBJECT_0)
+    r = porta_win32_lock_finish (&w->lf, w->overlapped, FALSE);
+  else if (w->deadline >= 0 && g_get_monotonic_time () >= w->deadline)
+    {
+      r = porta_win32_lock_finish (&w->lf, w->overlapped, TRUE);
+      if (r == ECANCELED)
+        r = ETIMEDOUT;
+    }
+  else
+    return G_SOURCE_CONTINUE;   /* woken early: the request is still pending */
+
+  overlapped_finish (w, r);
+  return G_SOURCE_REMOVE;
+}
+
+static gboolean
+overlapped_cancelled (GCancellable *cancellable,
+                      gpointer      user_data)
+{
+  return overlapped_dispatch (user_data);
+}
+
+static gboolean
+overlapped_source_dispatch (GSource     *source,
+                            GSourceFunc  callback,
+                            gpointer     user_data)
+{
+  return callback (user_data);
+}
+
+static gboolean
+overlapped_source_check (GSource *source)
+{
+  AsyncWait *w = *(AsyncWait **) (gpointer) (source + 1);
+
+  return (w->event_pollfd.revents & G_IO_IN) != 0;
+}
+
+static GSourceFuncs overlapped_source_funcs = {
+  NULL, overlapped_source_check, overlapped_source_dispatch, NULL, NULL, NULL,
+};
+
+static gboolean
+overlapped_report (gpointer user_data)
+{
+  AsyncWait *w = user_data;
+
+  w->callback (w->result, NULL, w->user_data);
+  async_wait_free (w);
+  return G_SOURCE_REMOVE;
+}
+
+static void
+overlapped_wait_async (AsyncWait *w)
+{
+  int r;
+
+  w->event = CreateEventW (NULL, TRUE, FALSE, NULL);
+  if (w->event == NULL)
+    {
+      /* No event to wait on: back off instead. */
+      backoff_wait_async (w);
+      return;
+    }
+  w->overlapped = g_malloc0 (porta_win32_overlapped_size ());
+  r = porta_win32_lock_start (&w->lf, w->mode, w->overlapped, w->event);
+  if (r != EINPROGRESS)
+    {
+      /* Granted or refused at once: report it from the main context, as
+       * every async wait does, never from inside the call. */
+      GSource *idle = g_idle_source_new ();
+
+      g_clear_pointer (&w->overlapped, g_free);
+      CloseHandle (w->event);
+      w->event = NULL;
+      w->result = r;
+      g_source_set_priority (idle, w->priority);
+      g_source_set_callback (idle, overlapped_report, w, NULL);
+      g_source_set_static_name (idle, "[portalock] lock wait done");
+      g_source_attach (idle, w->context);
+      g_source_unref (idle);
+      return;
+    }
+
+  w->overlapped_source = g_source_new (&overlapped_source_funcs,
+                                       sizeof (GSource) + sizeof (AsyncWait *));
+  *(AsyncWait **) (gpointer) (w->overlapped_source + 1) = w;
+  w->event_pollfd.fd = (gintptr) w->event;
+  w->event_pollfd.events = G_IO_IN;
+  g_source_add_poll (w->overlapped_source, &w->event_pollfd);
+  if (w->cancellable != NULL)
+    {
+      GSource *cancel = g_cancellable_source_new (w->cancellable);
+
+      g_source_set_callback (cancel, G_SOURCE_FUNC (overlapped_cancelled), w, NULL);
+      g_source_add_child_source (w->overlapped_source, cancel);
+      g_source_unref (cancel);
+    }
+  if (w->deadline >= 0)
+    g_source_set_ready_time (w->overlapped_source, w->deadline);
+  g_source_set_priority (w->overlapped_source, w->priority);
+  g_source_set_callback (w->overlapped_source, overlapped_dispatch, w, NULL);
+  g_source_set_static_name (w->overlapped_source, "[portalock] overlapped lock wait");
+  g_source_attach (w->overlapped_source, w->context);
+}
+
+#endif /* G_OS_WIN32 */
+
 void
 porta_waiter_wait_async (const PortaBackendOps *ops,
                          const PortaLockFile   *lf,
@@ -622,6 +798,14 @@ porta_waiter_wait_async (const PortaBackendOps *ops,
   w->local = !remote;
   if (w->local && thread_wait_start (w))
     return;
+#endif
+#ifdef G_OS_WIN32
+  if (!remote && lf->overlapped && porta_win32_overlapped_waits ())
+    {
+      w->lf = *lf;
+      overlapped_wait_async (w);
+      return;
+    }
 #endif
   backoff_wait_async (w);
 }

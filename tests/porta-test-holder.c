@@ -2,9 +2,9 @@
  *
  * SPDX-License-Identifier: LGPL-2.1-or-later
  *
- * Usage: porta-test-holder [--backend=flock|ofd|posix|default] [--shared]
+ * Usage: porta-test-holder [--backend=flock|ofd|posix|win32|default] [--shared]
  *                          [--timeout-ms N] [--follow-symlinks]
- *                          [--delete-on-release] FILE
+ *                          [--delete-on-release] [--pid-file] FILE
  *
  * Acquires the lock on FILE (waiting at most --timeout-ms, -1 for ever),
  * prints "locked" on stdout, then holds it until a line or end-of-file
@@ -55,6 +55,8 @@ parse_backend (const char    *name,
     *backend = PORTA_BACKEND_OFD;
   else if (g_strcmp0 (name, "posix") == 0)
     *backend = PORTA_BACKEND_POSIX;
+  else if (g_strcmp0 (name, "win32") == 0)
+    *backend = PORTA_BACKEND_WIN32;
   else if (name == NULL || g_strcmp0 (name, "default") == 0)
     *backend = PORTA_BACKEND_DEFAULT;
   else
@@ -87,19 +89,22 @@ main (int    argc,
   gboolean shared = FALSE;
   gboolean follow_symlinks = FALSE;
   gboolean delete_on_release = FALSE;
+  gboolean pid_file = FALSE;
   int timeout_ms = -1;
   GOptionEntry entries[] = {
-    { "backend", 0, 0, G_OPTION_ARG_STRING, &backend_name, "flock, ofd, posix or default", "NAME" },
+    { "backend", 0, 0, G_OPTION_ARG_STRING, &backend_name, "flock, ofd, posix, win32 or default", "NAME" },
     { "shared", 0, 0, G_OPTION_ARG_NONE, &shared, "Take a shared lock", NULL },
     { "timeout-ms", 0, 0, G_OPTION_ARG_INT, &timeout_ms, "Wait at most this long (-1: for ever)", "N" },
     { "follow-symlinks", 0, 0, G_OPTION_ARG_NONE, &follow_symlinks, "Use PORTA_LOCK_FLAGS_FOLLOW_SYMLINKS", NULL },
     { "delete-on-release", 0, 0, G_OPTION_ARG_NONE, &delete_on_release, "Use PORTA_LOCK_FLAGS_DELETE_ON_RELEASE", NULL },
+    { "pid-file", 0, 0, G_OPTION_ARG_NONE, &pid_file, "Hold FILE as a PortaPidFile (ignores the other options)", NULL },
     { NULL }
   };
   g_autoptr(GOptionContext) context = NULL;
   g_autoptr(GError) error = NULL;
   g_autoptr(GFile) file = NULL;
   g_autoptr(PortaLock) lock = NULL;
+  g_autoptr(PortaPidFile) pid_lock = NULL;
   PortaBackend backend = PORTA_BACKEND_DEFAULT;
   PortaLockFlags flags = PORTA_LOCK_FLAGS_NONE;
 
@@ -114,9 +119,9 @@ main (int    argc,
     }
   if (argc != 2 || !parse_backend (backend_name, &backend) || timeout_ms < -1)
     {
-      g_printerr ("Usage: porta-test-holder [--backend=flock|ofd|posix|default] "
+      g_printerr ("Usage: porta-test-holder [--backend=flock|ofd|posix|win32|default] "
                   "[--shared] [--timeout-ms N] [--follow-symlinks] "
-                  "[--delete-on-release] FILE\n");
+                  "[--delete-on-release] [--pid-file] FILE\n");
       return 1;
     }
 
@@ -130,7 +135,11 @@ main (int    argc,
                               shared ? PORTA_LOCK_MODE_SHARED : PORTA_LOCK_MODE_EXCLUSIVE,
                               backend, flags);
 
-  if (!porta_lock_acquire (lock, timeout_ms, NULL, &error))
+  if (pid_file)
+    pid_lock = porta_pid_file_new (file);
+
+  if (pid_file ? !porta_pid_file_acquire (pid_lock, timeout_ms, NULL, &error)
+               : !porta_lock_acquire (lock, timeout_ms, NULL, &error))
     {
       g_printerr ("%s\n", error->message);
       if (g_error_matches (error, G_IO_ERROR, G_IO_ERROR_WOULD_BLOCK) ||
@@ -144,7 +153,8 @@ main (int    argc,
 
   wait_for_stdin_line ();
 
-  if (!porta_lock_release (lock, &error))
+  if (pid_file ? !porta_pid_file_release (pid_lock, &error)
+               : !porta_lock_release (lock, &error))
     {
       g_printerr ("%s\n", error->message);
       return 1;

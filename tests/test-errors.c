@@ -18,13 +18,18 @@
 
 #include "porta-backend-private.h"
 
+#ifdef G_OS_WIN32
+# include <windows.h>
+static const PortaBackend backends[] = { PORTA_BACKEND_WIN32 };
+#else
+static const PortaBackend backends[] = { PORTA_BACKEND_FLOCK, PORTA_BACKEND_OFD, PORTA_BACKEND_POSIX };
+#endif
+
 static void
 check_mapping (int         errsv,
                int         code,
                const char *words)
 {
-  static const PortaBackend backends[] = { PORTA_BACKEND_FLOCK, PORTA_BACKEND_OFD, PORTA_BACKEND_POSIX };
-
   for (gsize i = 0; i < G_N_ELEMENTS (backends); i++)
     {
       const PortaBackendOps *ops = porta_backend_get_ops (backends[i]);
@@ -62,13 +67,82 @@ test_other_errors (void)
 static void
 test_backends (void)
 {
-  g_assert_cmpint (porta_backend_resolve (PORTA_BACKEND_DEFAULT), ==, PORTA_BACKEND_FLOCK);
-  g_assert_cmpstr (porta_backend_get_name (PORTA_BACKEND_DEFAULT), ==, "flock");
   g_assert_cmpstr (porta_backend_get_name (PORTA_BACKEND_OFD), ==, "ofd");
   g_assert_cmpstr (porta_backend_get_name (PORTA_BACKEND_POSIX), ==, "posix");
+  g_assert_cmpstr (porta_backend_get_name (PORTA_BACKEND_WIN32), ==, "win32");
+#ifdef G_OS_WIN32
+  g_assert_cmpint (porta_backend_resolve (PORTA_BACKEND_DEFAULT), ==, PORTA_BACKEND_WIN32);
+  g_assert_cmpstr (porta_backend_get_name (PORTA_BACKEND_DEFAULT), ==, "win32");
+  g_assert_null (porta_backend_get_ops (PORTA_BACKEND_FLOCK));
+  g_assert_null (porta_backend_get_ops (PORTA_BACKEND_OFD));
+  g_assert_null (porta_backend_get_ops (PORTA_BACKEND_POSIX));
+  /* LockFileEx() needs only read access, exclusive locks included. */
+  g_assert_false (porta_backend_get_ops (PORTA_BACKEND_WIN32)->exclusive_needs_write);
+  g_assert_false (porta_backend_get_ops (PORTA_BACKEND_WIN32)->per_process);
+#else
+  g_assert_cmpint (porta_backend_resolve (PORTA_BACKEND_DEFAULT), ==, PORTA_BACKEND_FLOCK);
+  g_assert_cmpstr (porta_backend_get_name (PORTA_BACKEND_DEFAULT), ==, "flock");
   g_assert_true (porta_backend_get_ops (PORTA_BACKEND_FLOCK)->exclusive_needs_write == FALSE);
   g_assert_true (porta_backend_get_ops (PORTA_BACKEND_POSIX)->per_process);
+  g_assert_null (porta_backend_get_ops (PORTA_BACKEND_WIN32));
+#endif
 }
+
+#ifdef G_OS_WIN32
+/* Windows error codes reach the same GIOErrorEnum codes and messages as
+ * their errno counterparts on Unix. */
+static void
+test_win32_error_codes (void)
+{
+  static const struct {
+    DWORD       code;
+    int         io_error;
+    const char *words;
+  } cases[] = {
+    { ERROR_LOCK_VIOLATION, G_IO_ERROR_WOULD_BLOCK, "held by" },
+    { ERROR_NOT_SUPPORTED, G_IO_ERROR_NOT_SUPPORTED, "does not support win32 locks" },
+    { ERROR_INVALID_FUNCTION, G_IO_ERROR_NOT_SUPPORTED, "does not support win32 locks" },
+    { ERROR_INVALID_PARAMETER, G_IO_ERROR_NOT_SUPPORTED, "does not support win32 locks" },
+    { ERROR_INVALID_HANDLE, G_IO_ERROR_PERMISSION_DENIED, "Cannot lock" },
+    { ERROR_ACCESS_DENIED, G_IO_ERROR_PERMISSION_DENIED, "Cannot lock" },
+    { ERROR_DISK_FULL, G_IO_ERROR_NO_SPACE, "Cannot lock" },
+    { ERROR_GEN_FAILURE, G_IO_ERROR_FAILED, "Cannot lock" },
+  };
+  const PortaBackendOps *ops = porta_backend_get_ops (PORTA_BACKEND_WIN32);
+
+  g_assert_cmpint (porta_win32_errno (ERROR_IO_PENDING), ==, EINPROGRESS);
+  g_assert_cmpint (porta_win32_errno (ERROR_OPERATION_ABORTED), ==, ECANCELED);
+  g_assert_cmpint (porta_win32_errno (ERROR_FILE_NOT_FOUND), ==, ENOENT);
+  g_assert_cmpint (porta_win32_errno (ERROR_PATH_NOT_FOUND), ==, ENOENT);
+  for (gsize i = 0; i < G_N_ELEMENTS (cases); i++)
+    {
+      g_autoptr(GError) error = NULL;
+
+      porta_set_lock_error (&error, porta_win32_errno (cases[i].code),
+                            "C:\\app\\app.lock", ops, NULL);
+      g_test_message ("%lu: %s", (unsigned long) cases[i].code, error->message);
+      g_assert_error (error, G_IO_ERROR, cases[i].io_error);
+      g_assert_nonnull (strstr (error->message, "C:\\app\\app.lock"));
+      g_assert_nonnull (strstr (error->message, cases[i].words));
+    }
+}
+
+/* Under Wine, whose NtLockFile() returns "pending" for a contended
+ * overlapped request without queuing it (and GetOverlappedResult() then
+ * reports success), waits must back off; on Windows they wait in the
+ * kernel. The library tells the two apart by ntdll's wine_get_version. */
+static void
+test_win32_wait_mechanism (void)
+{
+  HMODULE ntdll = GetModuleHandleW (L"ntdll.dll");
+  gboolean under_wine = ntdll != NULL && GetProcAddress (ntdll, "wine_get_version") != NULL;
+
+  g_test_message ("running under %s: waits %s", under_wine ? "Wine" : "Windows",
+                  porta_win32_overlapped_waits () ? "in overlapped LockFileEx()" : "back off");
+  if (g_getenv ("PORTALOCK_WIN32_OVERLAPPED") == NULL)
+    g_assert_cmpint (porta_win32_overlapped_waits (), ==, !under_wine);
+}
+#endif
 
 int
 main (int    argc,
@@ -79,6 +153,10 @@ main (int    argc,
   g_test_add_func ("/errors/no-lock-support", test_no_lock_support);
   g_test_add_func ("/errors/other", test_other_errors);
   g_test_add_func ("/errors/backends", test_backends);
+#ifdef G_OS_WIN32
+  g_test_add_func ("/errors/win32-codes", test_win32_error_codes);
+  g_test_add_func ("/errors/win32-wait-mechanism", test_win32_wait_mechanism);
+#endif
 
   return g_test_run ();
 }

@@ -169,6 +169,8 @@ backend_name (PortaBackend backend)
       return "ofd";
     case PORTA_BACKEND_POSIX:
       return "posix";
+    case PORTA_BACKEND_WIN32:
+      return "win32";
     case PORTA_BACKEND_DEFAULT:
     default:
       return "default";

@@ -393,6 +393,7 @@ backend_kind (PortaBackend backend)
     case PORTA_BACKEND_FLOCK:
     case PORTA_BACKEND_DEFAULT:
       return "flock";
+    case PORTA_BACKEND_WIN32:
     default:
       break;
     }
