@@ -5,8 +5,9 @@
  * test-lock runs its backend tests with the win32 backend; these tests
  * cover the rest of the library on Windows: descriptor locks, PID files,
  * semaphores, that the locked byte range never blocks reading and writing
- * the file, and the overlapped LockFileEx() waits, which need Windows
- * itself (Wine 8 does not queue contended overlapped lock requests).
+ * the file, the portalock command, and the overlapped LockFileEx() waits,
+ * which need Windows itself (Wine 8 does not queue contended overlapped
+ * lock requests).
  */
 
 #include <errno.h>
@@ -25,6 +26,9 @@
 
 #ifndef HOLDER_PATH
 # error "HOLDER_PATH must be defined to the path of porta-test-holder"
+#endif
+#ifndef PORTALOCK_TOOL
+# error "PORTALOCK_TOOL must be defined to the path of the portalock command"
 #endif
 
 #define SLACK_MS 2000
@@ -467,6 +471,129 @@ test_overlapped_waits (void)
   g_assert_no_error (error);
 }
 
+/* ---------------------------------------------------------------------- */
+/* The portalock command                                                   */
+
+/* Runs the command with @argv (after the program) and its stdin closed;
+ * returns its exit status and what it wrote. */
+static int
+run_tool (const char * const  *args,
+          char               **out,
+          char               **err)
+{
+  g_autoptr(GPtrArray) argv = g_ptr_array_new ();
+  g_autoptr(GSubprocess) proc = NULL;
+  g_autoptr(GError) error = NULL;
+  g_autofree char *out_text = NULL;
+  g_autofree char *err_text = NULL;
+
+  g_ptr_array_add (argv, (gpointer) PORTALOCK_TOOL);
+  for (guint i = 0; args[i] != NULL; i++)
+    g_ptr_array_add (argv, (gpointer) args[i]);
+  g_ptr_array_add (argv, NULL);
+  proc = g_subprocess_newv ((const char * const *) argv->pdata,
+                            G_SUBPROCESS_FLAGS_STDIN_PIPE |
+                            G_SUBPROCESS_FLAGS_STDOUT_PIPE |
+                            G_SUBPROCESS_FLAGS_STDERR_PIPE, &error);
+  g_assert_no_error (error);
+  g_subprocess_communicate_utf8 (proc, NULL, NULL, &out_text, &err_text, &error);
+  g_assert_no_error (error);
+  g_test_message ("portalock: stdout “%s”, stderr “%s”", out_text, err_text);
+  if (out != NULL)
+    *out = g_steal_pointer (&out_text);
+  if (err != NULL)
+    *err = g_steal_pointer (&err_text);
+  return g_subprocess_get_exit_status (proc);
+}
+
+/* The command runs while the lock is held, and its exit status is the
+ * command's. */
+static void
+test_cli_runs_command_locked (void)
+{
+  g_autofree char *path = porta_test_path ("cli.lock");
+  g_autofree char *other = porta_test_path ("cli-other.lock");
+  const char *contended[] = { path, HOLDER_PATH, "--timeout-ms=0", path, NULL };
+  const char *free_file[] = { path, HOLDER_PATH, "--timeout-ms=0", other, NULL };
+  const char *shell[] = { "-c", "exit 5", path, NULL };
+
+  /* The holder, run under the lock, cannot take it: it exits 2. */
+  g_assert_cmpint (run_tool (contended, NULL, NULL), ==, 2);
+  /* On another file it can, and exits 0 when its stdin ends. */
+  g_assert_cmpint (run_tool (free_file, NULL, NULL), ==, 0);
+  g_assert_cmpint (run_tool (shell, NULL, NULL), ==, 5);
+  g_assert_true (other_process_gets (path));
+}
+
+/* cmd.exe by its full path: under meson test, Wine's PATH is the build
+ * tree's, without system32. */
+static const char *
+cmd_exe (void)
+{
+  const char *comspec = g_getenv ("COMSPEC");
+
+  return comspec != NULL ? comspec : "cmd.exe";
+}
+
+static void
+test_cli_contended (void)
+{
+  g_autofree char *path = porta_test_path ("cli-held.lock");
+  g_autoptr(PortaTestChild) holder = holder_lock (NULL, path);
+  const char *nonblock[] = { "-n", path, cmd_exe (), "/c", "exit 0", NULL };
+  const char *nonblock_code[] = { "-n", "-E", "9", path, cmd_exe (), "/c", "exit 0", NULL };
+  const char *timed[] = { "-w", "0.3", "--verbose", path, cmd_exe (), "/c", "exit 0", NULL };
+  const char *status[] = { "--status", path, NULL };
+  const char *waits[] = { "-w", "10", path, cmd_exe (), "/c", "exit 4", NULL };
+  g_autofree char *out = NULL;
+  g_autofree char *err = NULL;
+  GThread *thread;
+  gint64 start;
+
+  g_assert_cmpint (run_tool (nonblock, NULL, NULL), ==, 1);
+  g_assert_cmpint (run_tool (nonblock_code, NULL, NULL), ==, 9);
+
+  start = g_get_monotonic_time ();
+  g_assert_cmpint (run_tool (timed, NULL, &err), ==, 1);
+  g_assert_cmpint (elapsed_ms (start), >=, 300);
+  g_assert_nonnull (strstr (err, "Timed out"));
+  g_clear_pointer (&err, g_free);
+
+  g_assert_cmpint (run_tool (status, &out, NULL), ==, 1);
+  g_assert_nonnull (strstr (out, "lock: held"));
+  g_assert_nonnull (strstr (out, "backend: win32"));
+  g_clear_pointer (&out, g_free);
+
+  /* A waiting command starts once the holder lets go. */
+  thread = g_thread_new ("release-later", release_later_thread, holder);
+  g_assert_cmpint (run_tool (waits, NULL, NULL), ==, 4);
+  g_thread_join (thread);
+  porta_test_child_expect_line (holder, "released");
+  g_assert_cmpint (porta_test_child_wait (holder, NULL), ==, 0);
+
+  g_assert_cmpint (run_tool (status, &out, NULL), ==, 0);
+  g_assert_nonnull (strstr (out, "lock: free"));
+}
+
+static void
+test_cli_bad_input (void)
+{
+  g_autofree char *dir = porta_test_path ("cli-folder");
+  const char *folder[] = { dir, cmd_exe (), "/c", "exit 0", NULL };
+  const char *backend[] = { "--backend=flock", dir, cmd_exe (), "/c", "exit 0", NULL };
+  const char *no_command[] = { dir, NULL };
+  g_autofree char *err = NULL;
+
+  g_assert_cmpint (g_mkdir_with_parents (dir, 0700), ==, 0);
+  g_assert_cmpint (run_tool (folder, NULL, &err), !=, 0);
+  g_assert_nonnull (strstr (err, "folder"));
+  g_clear_pointer (&err, g_free);
+  g_assert_cmpint (run_tool (backend, NULL, &err), !=, 0);
+  g_assert_nonnull (strstr (err, "flock"));
+  g_clear_pointer (&err, g_free);
+  g_assert_cmpint (run_tool (no_command, NULL, &err), ==, 64);
+}
+
 int
 main (int    argc,
       char **argv)
@@ -481,6 +608,9 @@ main (int    argc,
   g_test_add_func ("/win32/pid-file/other-process", test_pid_file_other_process);
   g_test_add_func ("/win32/semaphore", test_semaphore);
   g_test_add_func ("/win32/overlapped-waits", test_overlapped_waits);
+  g_test_add_func ("/win32/cli/runs-command-locked", test_cli_runs_command_locked);
+  g_test_add_func ("/win32/cli/contended", test_cli_contended);
+  g_test_add_func ("/win32/cli/bad-input", test_cli_bad_input);
 
   return g_test_run ();
 }

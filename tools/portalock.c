@@ -7,6 +7,10 @@
  * inherits it and it is released the moment the command exits (as with
  * `flock -o`). Waiting happens on a main loop, so SIGINT, SIGTERM and SIGHUP
  * can cancel the wait; while the command runs they are forwarded to it.
+ *
+ * On Windows, Ctrl+C and Ctrl+Break (and closing the console) cancel the
+ * wait, reported as SIGINT; while the command runs, it gets them from the
+ * console it shares, and portalock waits for it.
  */
 
 #include <errno.h>
@@ -15,13 +19,23 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sysexits.h>
 #include <unistd.h>
 
 #include <glib.h>
-#include <glib-unix.h>
 #include <glib/gi18n.h>
 #include <gio/gio.h>
+
+#ifdef G_OS_UNIX
+# include <sysexits.h>
+# include <glib-unix.h>
+#else
+# include <windows.h>
+/* sysexits.h's values, which Windows lacks. */
+# define EX_USAGE       64
+# define EX_NOINPUT     66
+# define EX_UNAVAILABLE 69
+# define EX_OSERR       71
+#endif
 
 #include <portalock/portalock.h>
 
@@ -61,6 +75,8 @@ typedef struct
   int     ignored[4];
   guint   n_ignored;
 } Inheritance;
+
+#ifdef G_OS_UNIX
 
 static const int resettable_signals[] = { SIGINT, SIGTERM, SIGHUP, SIGPIPE };
 
@@ -118,6 +134,19 @@ restore_inheritance (gpointer user_data)
     fcntl (g_array_index (inheritance->fds, int, i), F_SETFD, 0);
 }
 
+#else /* !G_OS_UNIX */
+
+/* Windows: handles are inherited only where asked for, and there are no
+ * signal dispositions to carry over. */
+static void
+find_inheritance (Inheritance *inheritance)
+{
+  inheritance->fds = g_array_new (FALSE, FALSE, sizeof (int));
+  inheritance->n_ignored = 0;
+}
+
+#endif /* G_OS_UNIX */
+
 typedef struct _Tool Tool;
 
 typedef struct
@@ -142,7 +171,9 @@ struct _Tool
   GError        *error;
 };
 
+#ifdef G_OS_UNIX
 static const int forwarded_signals[] = { SIGINT, SIGTERM, SIGHUP };
+#endif
 
 static void
 say (const char *message)
@@ -186,8 +217,10 @@ signal_name (int signum)
       return "SIGINT";
     case SIGTERM:
       return "SIGTERM";
+#ifdef SIGHUP
     case SIGHUP:
       return "SIGHUP";
+#endif
     default:
       return "?";
     }
@@ -289,10 +322,12 @@ parse_backend (const char  *option_name,
     opts->backend = PORTA_BACKEND_OFD;
   else if (g_str_equal (value, "posix"))
     opts->backend = PORTA_BACKEND_POSIX;
+  else if (g_str_equal (value, "win32"))
+    opts->backend = PORTA_BACKEND_WIN32;
   else
     {
       g_set_error (error, G_OPTION_ERROR, G_OPTION_ERROR_BAD_VALUE,
-                   _("Unknown backend “%s”: use flock, ofd or posix"),
+                   _("Unknown backend “%s”: use flock, ofd, posix or win32"),
                    value);
       return FALSE;
     }
@@ -325,9 +360,9 @@ make_option_context (Options *opts)
     { "close", 'o', 0, G_OPTION_ARG_NONE, &opts->close,
       N_("Do not let the command inherit the lock (it never does: see portalock(1))"), NULL },
     { "command", 'c', 0, G_OPTION_ARG_FILENAME, &opts->shell_command,
-      N_("Run SHELL-COMMAND with /bin/sh -c"), N_("SHELL-COMMAND") },
+      N_("Run SHELL-COMMAND with /bin/sh -c (on Windows, cmd.exe /c)"), N_("SHELL-COMMAND") },
     { "backend", 0, 0, G_OPTION_ARG_CALLBACK, parse_backend,
-      N_("Lock with flock (the default), ofd or posix locks"), N_("BACKEND") },
+      N_("Lock with flock (the default on Unix), ofd, posix or win32 (the default on Windows) locks"), N_("BACKEND") },
     { "follow-symlinks", 0, 0, G_OPTION_ARG_NONE, &opts->follow_symlinks,
       N_("Lock the file a symbolic link points to, instead of refusing the link"), NULL },
     { "status", 0, 0, G_OPTION_ARG_NONE, &opts->status,
@@ -451,6 +486,8 @@ run_status (const Options *opts,
 
 /* Signals */
 
+#ifdef G_OS_UNIX
+
 static gboolean
 on_signal (gpointer user_data)
 {
@@ -503,6 +540,44 @@ unwatch_signals (Tool *tool)
         tool->watches[i].id = 0;
       }
 }
+
+#else /* !G_OS_UNIX */
+
+/* The console control handler runs in a thread of its own. */
+static Tool *console_tool;   /* atomic */
+
+static BOOL WINAPI
+on_console_event (DWORD event)
+{
+  Tool *tool = g_atomic_pointer_get (&console_tool);
+
+  if (tool == NULL)
+    return FALSE;
+  if (event != CTRL_C_EVENT && event != CTRL_BREAK_EVENT && event != CTRL_CLOSE_EVENT)
+    return FALSE;
+  /* While the command runs it gets the event from the console it shares
+   * with us; we wait for it to end. Before, the event stops the wait. */
+  if (g_atomic_pointer_get (&tool->child) == NULL &&
+      g_atomic_int_compare_and_exchange (&tool->signal_received, 0, SIGINT))
+    g_cancellable_cancel (tool->cancellable);
+  return TRUE;
+}
+
+static void
+watch_signals (Tool *tool)
+{
+  g_atomic_pointer_set (&console_tool, tool);
+  SetConsoleCtrlHandler (on_console_event, TRUE);
+}
+
+static void
+unwatch_signals (Tool *tool)
+{
+  SetConsoleCtrlHandler (on_console_event, FALSE);
+  g_atomic_pointer_set (&console_tool, NULL);
+}
+
+#endif /* G_OS_UNIX */
 
 /* Dispatches the signals that arrived while the main loop did not run. */
 static void
@@ -692,15 +767,17 @@ run_command (Tool                *tool,
   int status;
 
   launcher = g_subprocess_launcher_new (G_SUBPROCESS_FLAGS_STDIN_INHERIT);
+#ifdef G_OS_UNIX
   g_subprocess_launcher_set_child_setup (launcher, restore_inheritance,
                                          (gpointer) tool->inheritance, NULL);
+#endif
   if (tool->opts->verbose)
     {
       g_autofree char *message = g_strdup_printf (_("running %s"), argv[0]);
 
       say (message);
     }
-  tool->child = g_subprocess_launcher_spawnv (launcher, argv, &error);
+  g_atomic_pointer_set (&tool->child, g_subprocess_launcher_spawnv (launcher, argv, &error));
   if (tool->child == NULL)
     {
       say (error->message);
@@ -764,11 +841,20 @@ main (int    argc,
   g_auto(GStrv) args = NULL;
   Options opts = {
     .mode = PORTA_LOCK_MODE_EXCLUSIVE,
+#ifdef G_OS_WIN32
+    .backend = PORTA_BACKEND_WIN32,
+#else
     .backend = PORTA_BACKEND_FLOCK,
+#endif
     .timeout_ms = -1,
     .conflict_exit = EXIT_CONFLICT_DEFAULT,
   };
+#ifdef G_OS_WIN32
+  const char *comspec = g_getenv ("COMSPEC");
+  const char *shell_argv[] = { comspec != NULL ? comspec : "cmd.exe", "/c", NULL, NULL };
+#else
   const char *shell_argv[] = { "/bin/sh", "-c", NULL, NULL };
+#endif
   const char * const *command;
   const char *path;
   guint n_args;
