@@ -5,7 +5,8 @@
 # _build-test with everything on (API reference, tests, introspection)
 # and warnings as errors, and run the whole test suite: the C, Python, GJS,
 # CLI, example and docs tests, then the C suites again under sanitizers and
-# valgrind (build-aux/sanitizers.sh). Exits non-zero if any stage failed.
+# valgrind (build-aux/sanitizers.sh), then the Windows build and its tests
+# under Wine (build-aux/win32-test.sh). Exits non-zero if any stage failed.
 # This is what CI runs (.ci/run).
 
 set -euo pipefail
@@ -47,6 +48,21 @@ if [[ ${PORTALOCK_SKIP_SANITIZERS:-0} != 1 ]]; then
          _build-tsan/meson-logs/testlog*.json
          _build-valgrind/meson-logs/testlog*.json)
   shopt -u nullglob
+fi
+
+# Third stage: the Windows build, cross-compiled with mingw-w64, and its C
+# tests under Wine (build-aux/win32-test.sh; about 8 minutes more the first
+# time, to build Windows GLib into a cache outside the checkout).
+# PORTALOCK_SKIP_WIN32=1 leaves it out for a quick local run; CI always
+# runs it.
+if [[ ${PORTALOCK_SKIP_WIN32:-0} != 1 ]]; then
+  win32_status=0
+  bash build-aux/win32-test.sh || win32_status=$?
+  if [[ $win32_status -ne 0 ]]; then
+    echo "test.sh: build-aux/win32-test.sh failed (exit status $win32_status)"
+    status=$win32_status
+  fi
+  logs+=(_build-win32/meson-logs/testlog.json)
 fi
 
 # One closing line in the plain "N passed, N failed, N skipped" form that
