@@ -30,8 +30,9 @@
  * %PORTA_BACKEND_POSIX the lock belongs to the whole process and is dropped
  * when any descriptor of the file is closed.
  *
- * On Windows the descriptor is a C runtime one (from open() or
- * _open_osfhandle()), locked with %PORTA_BACKEND_WIN32. Its handle may not
+ * On Windows the descriptor is a C runtime one (from open(), or made
+ * over a HANDLE with the C runtime's `_open_osfhandle`), locked with
+ * %PORTA_BACKEND_WIN32. Its handle may not
  * be open for overlapped I/O, so a wait on it retries with a back-off
  * instead of waiting in the kernel. porta_stream_lock() and
  * porta_stream_unlock() are Unix only, as #GFileDescriptorBased is.

@@ -1071,7 +1071,7 @@ porta_lock_release (PortaLock  *self,
  *
  * On Windows, where the lock's handle is open for overlapped I/O, the
  * stream has a handle of its own on the same file, made from the lock's
- * with ReOpenFile() (never by path); it is closed with the stream.
+ * with `ReOpenFile()` (never by path); it is closed with the stream.
  *
  * Returns: (transfer none) (nullable): the stream, or %NULL if the lock is
  *   not held (or, on Windows, if no second handle could be made)
