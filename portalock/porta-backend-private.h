@@ -67,7 +67,12 @@ int                    porta_lock_file_check    (const PortaLockFile    *lf,
                                                  PortaLockFlags          flags);
 void                   porta_lock_file_close    (PortaLockFile          *lf,
                                                  const PortaBackendOps  *ops);
-gboolean               porta_lock_file_is_remote (const PortaLockFile   *lf);
+/* Whether waits on @lf must back off and retry instead of blocking in the
+ * kernel: on network and FUSE filesystems, where a blocking call may never
+ * be woken, and under Wine, which cannot wait for a contended lock.
+ * Callers only pass block = TRUE to PortaBackendOps.lock where this is
+ * FALSE. */
+gboolean               porta_lock_file_must_back_off (const PortaLockFile   *lf);
 
 /* The identity of an open descriptor, or of the file at @path (of the
  * symbolic link itself unless @follow): 0 or an errno value. */
@@ -86,7 +91,8 @@ int                    porta_path_unlink        (const char             *path);
 /* The errno value for a Windows error code (GetLastError()). */
 int                    porta_win32_errno        (guint32                 code);
 /* Whether a contended overlapped LockFileEx() really waits: FALSE under
- * Wine, which reports such a request as granted without queuing it. */
+ * Wine, which reports such a request as granted without queuing it.
+ * porta_lock_file_must_back_off() says so for every file then. */
 gboolean               porta_win32_overlapped_waits (void);
 /* A wait on @lf, which must be overlapped, in an overlapped LockFileEx(),
  * with the result codes of porta_waiter_wait_sync(). */

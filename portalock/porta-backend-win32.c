@@ -32,9 +32,6 @@
 #define LOCK_OFFSET_HIGH 0x7fffffffu
 #define LOCK_LENGTH      1u
 
-#define BACKOFF_MIN_US   1000
-#define BACKOFF_MAX_US   (100 * 1000)
-
 /* The errno value that stands for a Windows error code, so that both
  * platforms share one mapping to GIOErrorEnum and one set of messages. */
 int
@@ -165,47 +162,37 @@ porta_win32_overlapped_waits (void)
   return overlapped_ok;
 }
 
+/* A blocking call is made only where porta_lock_file_must_back_off() is
+ * FALSE, so never under Wine. */
 static int
 win32_lock (int           fd,
             PortaLockMode mode,
             gboolean      block)
 {
   HANDLE handle = handle_of (fd);
-  gint64 delay = BACKOFF_MIN_US;
   OVERLAPPED ov;
   DWORD n;
   int r;
 
   if (handle == INVALID_HANDLE_VALUE)
     return EBADF;
+  if (!block)
+    return try_lock (handle, mode);
 
-  if (block && porta_win32_overlapped_waits ())
-    {
-      /* Waits until granted: on an overlapped handle through the request's
-       * event, on another one inside LockFileEx() itself. */
-      overlapped_init (&ov, CreateEventW (NULL, TRUE, FALSE, NULL));
-      if (ov.hEvent == NULL)
-        return porta_win32_errno (GetLastError ());
-      if (LockFileEx (handle, lock_flags (mode), 0, LOCK_LENGTH, 0, &ov))
-        r = 0;
-      else if (GetLastError () == ERROR_IO_PENDING &&
-               GetOverlappedResult (handle, &ov, &n, TRUE))
-        r = 0;
-      else
-        r = porta_win32_errno (GetLastError ());
-      CloseHandle (ov.hEvent);
-      return r;
-    }
-
-  /* Without waits in the kernel (Wine), a blocking call polls. */
-  for (;;)
-    {
-      r = try_lock (handle, mode);
-      if (r != EWOULDBLOCK || !block)
-        return r;
-      g_usleep (g_random_int_range ((gint32) delay / 2, (gint32) delay + 1));
-      delay = MIN (delay * 2, BACKOFF_MAX_US);
-    }
+  /* Waits until granted: on an overlapped handle through the request's
+   * event, on another one inside LockFileEx() itself. */
+  overlapped_init (&ov, CreateEventW (NULL, TRUE, FALSE, NULL));
+  if (ov.hEvent == NULL)
+    return porta_win32_errno (GetLastError ());
+  if (LockFileEx (handle, lock_flags (mode), 0, LOCK_LENGTH, 0, &ov))
+    r = 0;
+  else if (GetLastError () == ERROR_IO_PENDING &&
+           GetOverlappedResult (handle, &ov, &n, TRUE))
+    r = 0;
+  else
+    r = porta_win32_errno (GetLastError ());
+  CloseHandle (ov.hEvent);
+  return r;
 }
 
 static int
@@ -464,13 +451,16 @@ porta_lock_file_close (PortaLockFile         *lf,
   lf->fd = -1;
 }
 
-/* Network shares: waits back off, as they do on network filesystems on
- * Linux. Only remote files have remote protocol information. */
+/* Waits back off under Wine (see porta_win32_overlapped_waits()), and on
+ * network shares, as they do on network filesystems on Linux: only remote
+ * files have remote protocol information. */
 gboolean
-porta_lock_file_is_remote (const PortaLockFile *lf)
+porta_lock_file_must_back_off (const PortaLockFile *lf)
 {
   FILE_REMOTE_PROTOCOL_INFO info;
 
+  if (!porta_win32_overlapped_waits ())
+    return TRUE;
   return GetFileInformationByHandleEx (handle_of (lf->fd), FileRemoteProtocolInfo,
                                        &info, sizeof info);
 }

@@ -435,7 +435,7 @@ porta_lock_file_close (PortaLockFile         *lf,
 /* Network and FUSE filesystems: a blocking lock call may never be woken, or
  * only by the server's slow callback, so waits there back off and retry. */
 gboolean
-porta_lock_file_is_remote (const PortaLockFile *lf)
+porta_lock_file_must_back_off (const PortaLockFile *lf)
 {
 #if defined (HAVE_SYS_VFS_H) && defined (__linux__)
   static const long remote_magics[] = {

@@ -93,10 +93,11 @@ struct _PortaLock
   PortaLockFile          lf;
   GIOStream             *stream;
 
-  /* whether the filesystem of remote_dev is a network or FUSE one */
-  guint64                remote_dev;
-  guint                  remote_known : 1;
-  guint                  remote : 1;
+  /* whether waits on the filesystem of back_off_dev must back off
+   * (porta_lock_file_must_back_off()) */
+  guint64                back_off_dev;
+  guint                  back_off_known : 1;
+  guint                  back_off : 1;
 
   guint                  held : 1;
   guint                  pending : 1;
@@ -248,15 +249,15 @@ porta_lock_verify (PortaLock  *self,
 
 /* fstatfs() once per filesystem, not once per wait. */
 static gboolean
-porta_lock_is_remote (PortaLock *self)
+porta_lock_must_back_off (PortaLock *self)
 {
-  if (!self->remote_known || self->remote_dev != self->lf.dev)
+  if (!self->back_off_known || self->back_off_dev != self->lf.dev)
     {
-      self->remote = porta_lock_file_is_remote (&self->lf);
-      self->remote_dev = self->lf.dev;
-      self->remote_known = TRUE;
+      self->back_off = porta_lock_file_must_back_off (&self->lf);
+      self->back_off_dev = self->lf.dev;
+      self->back_off_known = TRUE;
     }
-  return self->remote;
+  return self->back_off;
 }
 
 /* Opens the file if needed and tries the lock once, without waiting; or,
@@ -275,7 +276,7 @@ porta_lock_try_once (PortaLock  *self,
                              self->mode, self->flags, self->ops, error))
     return TRY_ERROR;
 
-  if (block && !porta_lock_is_remote (self))
+  if (block && !porta_lock_must_back_off (self))
     {
       do
         r = self->ops->lock (self->lf.fd, self->mode, TRUE);
@@ -775,7 +776,7 @@ porta_lock_acquire (PortaLock     *self,
           porta_lock_fail (self, EWOULDBLOCK, timeout_ms, NULL, error);
           return FALSE;
         }
-      r = porta_waiter_wait_sync (self->ops, &self->lf, porta_lock_is_remote (self),
+      r = porta_waiter_wait_sync (self->ops, &self->lf, porta_lock_must_back_off (self),
                                   self->mode, deadline, cancellable, &holder);
       if (r != 0)
         {
@@ -889,7 +890,7 @@ acquire_step (GTask *task)
     porta_lock_fail (self, EWOULDBLOCK, 0, NULL, &error);
   else if (tr == TRY_BUSY)
     {
-      porta_waiter_wait_async (self->ops, &self->lf, porta_lock_is_remote (self),
+      porta_waiter_wait_async (self->ops, &self->lf, porta_lock_must_back_off (self),
                                self->mode, data->deadline,
                                g_task_get_cancellable (task),
                                g_task_get_priority (task),
@@ -1215,7 +1216,7 @@ porta_lock_convert (PortaLock      *self,
 
   r = self->ops->lock (self->lf.fd, mode, FALSE);
   if (r == EWOULDBLOCK && timeout_ms != 0)
-    r = porta_waiter_wait_sync (self->ops, &self->lf, porta_lock_is_remote (self),
+    r = porta_waiter_wait_sync (self->ops, &self->lf, porta_lock_must_back_off (self),
                                 mode, porta_waiter_deadline (timeout_ms), cancellable,
                                 &holder);
   if (r != 0)
@@ -1321,7 +1322,7 @@ porta_lock_convert_async (PortaLock           *self,
   if (r == EWOULDBLOCK && timeout_ms != 0)
     {
       self->pending = TRUE;
-      porta_waiter_wait_async (self->ops, &self->lf, porta_lock_is_remote (self),
+      porta_waiter_wait_async (self->ops, &self->lf, porta_lock_must_back_off (self),
                                mode, porta_waiter_deadline (timeout_ms), cancellable,
                                io_priority, convert_waited, g_steal_pointer (&task));
       return;

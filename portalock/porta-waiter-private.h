@@ -14,9 +14,9 @@ G_BEGIN_DECLS
 /* Both calls wait until the lock on @lf is taken, @deadline (monotonic
  * microseconds, or -1 for none) passes, or @cancellable is cancelled. They
  * return 0, ETIMEDOUT, ECANCELED or the errno value of a failed lock call.
- * A wait that ends without the lock never holds it afterwards. @remote
- * says the file is on a network or FUSE filesystem, where waits back off
- * instead of blocking in the kernel. A wait with a deadline looks up the
+ * A wait that ends without the lock never holds it afterwards. @back_off
+ * (porta_lock_file_must_back_off()) says the wait must retry with a
+ * back-off instead of blocking in the kernel. A wait with a deadline looks up the
  * holder in the background and, when it times out, returns its
  * description in @holder (NULL if unknown by then). */
 
@@ -26,7 +26,7 @@ gint64 porta_waiter_deadline (int timeout_ms);
 
 int  porta_waiter_wait_sync  (const PortaBackendOps *ops,
                               const PortaLockFile   *lf,
-                              gboolean               remote,
+                              gboolean               back_off,
                               PortaLockMode          mode,
                               gint64                 deadline,
                               GCancellable          *cancellable,
@@ -41,7 +41,7 @@ typedef void (*PortaWaiterCallback) (int      result,
  * caller, at @priority. */
 void porta_waiter_wait_async (const PortaBackendOps *ops,
                               const PortaLockFile   *lf,
-                              gboolean               remote,
+                              gboolean               back_off,
                               PortaLockMode          mode,
                               gint64                 deadline,
                               GCancellable          *cancellable,

@@ -347,7 +347,7 @@ porta_waiter_deadline (int timeout_ms)
 int
 porta_waiter_wait_sync (const PortaBackendOps  *ops,
                         const PortaLockFile    *lf,
-                        gboolean                remote,
+                        gboolean                back_off,
                         PortaLockMode           mode,
                         gint64                  deadline,
                         GCancellable           *cancellable,
@@ -357,11 +357,11 @@ porta_waiter_wait_sync (const PortaBackendOps  *ops,
 
   *holder = NULL;
 #ifdef HAVE_KERNEL_WAIT
-  if (!remote)
+  if (!back_off)
     r = kernel_wait (ops, lf, mode, deadline, cancellable, holder);
 #endif
 #ifdef G_OS_WIN32
-  if (!remote && lf->overlapped && porta_win32_overlapped_waits ())
+  if (!back_off && lf->overlapped)
     r = porta_win32_wait_sync (lf, mode, deadline, cancellable);
 #endif
   if (r < 0)
@@ -772,7 +772,7 @@ overlapped_wait_async (AsyncWait *w)
 void
 porta_waiter_wait_async (const PortaBackendOps *ops,
                          const PortaLockFile   *lf,
-                         gboolean               remote,
+                         gboolean               back_off,
                          PortaLockMode          mode,
                          gint64                 deadline,
                          GCancellable          *cancellable,
@@ -795,12 +795,12 @@ porta_waiter_wait_async (const PortaBackendOps *ops,
   w->ino = lf->ino;
 
 #ifdef HAVE_KERNEL_WAIT
-  w->local = !remote;
+  w->local = !back_off;
   if (w->local && thread_wait_start (w))
     return;
 #endif
 #ifdef G_OS_WIN32
-  if (!remote && lf->overlapped && porta_win32_overlapped_waits ())
+  if (!back_off && lf->overlapped)
     {
       w->lf = *lf;
       overlapped_wait_async (w);

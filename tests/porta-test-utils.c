@@ -270,6 +270,16 @@ porta_test_child_send_line (PortaTestChild *child)
   g_assert_no_error (error);
 }
 
+/* Tells a porta-test-holder to let go, and checks that it did and exited
+ * with status 0. */
+void
+porta_test_child_release (PortaTestChild *child)
+{
+  porta_test_child_send_line (child);
+  porta_test_child_expect_line (child, "released");
+  g_assert_cmpint (porta_test_child_wait (child, NULL), ==, 0);
+}
+
 /* Closes the child's stdin, so that a holder lets go, and reaps it; kills
  * it when it does not exit in time. */
 void

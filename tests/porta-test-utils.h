@@ -31,6 +31,7 @@ char           *porta_test_child_read_line  (PortaTestChild     *child,
 void            porta_test_child_expect_line (PortaTestChild    *child,
                                              const char         *expected);
 void            porta_test_child_send_line  (PortaTestChild     *child);
+void            porta_test_child_release    (PortaTestChild     *child);
 int             porta_test_child_wait       (PortaTestChild     *child,
                                              char              **stderr_text);
 void            porta_test_child_free       (PortaTestChild     *child);

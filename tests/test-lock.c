@@ -162,7 +162,7 @@ holder_spawn (PortaBackend  backend,
   return porta_test_child_spawnv ((const char * const *) argv->pdata);
 }
 
-/* Another process takes the lock and holds it until holder_release(). */
+/* Another process takes the lock and holds it until porta_test_child_release(). */
 static PortaTestChild *
 holder_lock (PortaBackend  backend,
              HoldOptions   options,
@@ -174,14 +174,6 @@ holder_lock (PortaBackend  backend,
 
   porta_test_child_expect_line (holder, "locked");
   return holder;
-}
-
-static void
-holder_release (PortaTestChild *holder)
-{
-  porta_test_child_send_line (holder);
-  porta_test_child_expect_line (holder, "released");
-  g_assert_cmpint (porta_test_child_wait (holder, NULL), ==, 0);
 }
 
 /* Another process tries once and must find the lock taken. */
@@ -210,7 +202,7 @@ assert_other_process_gets (PortaBackend  backend,
   g_autoptr(PortaTestChild) holder = holder_spawn (backend, options, 0, path);
 
   porta_test_child_expect_line (holder, "locked");
-  holder_release (holder);
+  porta_test_child_release (holder);
 }
 
 /* Another process waits at most @timeout_ms and must get the lock. */
@@ -223,7 +215,7 @@ assert_other_process_gets_within (PortaBackend  backend,
   g_autoptr(PortaTestChild) holder = holder_spawn (backend, options, timeout_ms, path);
 
   porta_test_child_expect_line (holder, "locked");
-  holder_release (holder);
+  porta_test_child_release (holder);
 }
 
 static void
@@ -439,7 +431,7 @@ test_exclusive_vs_exclusive (gconstpointer data)
   /* They hold, we are refused. */
   holder = holder_lock (backend, HOLD_EXCLUSIVE, path);
   assert_try_blocked (lock, path);
-  holder_release (holder);
+  porta_test_child_release (holder);
   assert_try_gets (lock);
 
   /* We hold, they are refused. */
@@ -462,8 +454,8 @@ test_shared_vs_shared (gconstpointer data)
   /* A third shared holder in yet another process joins them. */
   holder2 = holder_spawn (backend, HOLD_SHARED, 0, path);
   porta_test_child_expect_line (holder2, "locked");
-  holder_release (holder2);
-  holder_release (holder);
+  porta_test_child_release (holder2);
+  porta_test_child_release (holder);
   assert_release (lock);
 }
 
@@ -479,7 +471,7 @@ test_shared_blocks_exclusive (gconstpointer data)
   /* They hold shared: our exclusive is refused. */
   holder = holder_lock (backend, HOLD_SHARED, path);
   assert_try_blocked (exclusive, path);
-  holder_release (holder);
+  porta_test_child_release (holder);
   assert_try_gets (exclusive);
   assert_release (exclusive);
 
@@ -503,7 +495,7 @@ test_exclusive_blocks_shared (gconstpointer data)
   /* They hold exclusive: our shared is refused. */
   holder = holder_lock (backend, HOLD_EXCLUSIVE, path);
   assert_try_blocked (shared, path);
-  holder_release (holder);
+  porta_test_child_release (holder);
   assert_try_gets (shared);
   assert_release (shared);
 
@@ -543,7 +535,7 @@ test_try_once (gconstpointer data)
   g_assert_cmpint (elapsed_ms (start), <=, porta_test_scale_ms (SLACK_MS));
   g_assert_false (porta_lock_get_held (lock));
 
-  holder_release (holder);
+  porta_test_child_release (holder);
   assert_try_gets (lock);
   assert_release (lock);
 }
@@ -574,7 +566,7 @@ test_acquire_timeout (gconstpointer data)
   g_assert_false (porta_lock_get_held (lock));
 
   /* The wait we gave up must not keep the lock from others. */
-  holder_release (holder);
+  porta_test_child_release (holder);
   assert_other_process_gets_within (backend, HOLD_EXCLUSIVE,
                                     (int) porta_test_scale_ms (SLACK_MS), path);
 }
@@ -661,7 +653,7 @@ test_acquire_cancel_from_thread (gconstpointer data)
   g_assert_false (porta_lock_get_held (lock));
 
   /* The cancelled wait must not keep the lock from others. */
-  holder_release (holder);
+  porta_test_child_release (holder);
   assert_other_process_gets_within (backend, HOLD_EXCLUSIVE,
                                     (int) porta_test_scale_ms (SLACK_MS), path);
 
@@ -782,7 +774,7 @@ test_async_timeout (gconstpointer data)
   g_assert_false (porta_lock_get_held (lock));
 
   /* Exactly once, even when the holder lets go afterwards. */
-  holder_release (holder);
+  porta_test_child_release (holder);
   run_loop_for (result.loop, 200);
   g_assert_cmpuint (result.n_calls, ==, 1);
   g_assert_false (porta_lock_get_held (lock));
@@ -825,7 +817,7 @@ test_async_cancel (gconstpointer data)
 
   /* Exactly once: cancelling again and letting go change nothing. */
   g_cancellable_cancel (cancellable);
-  holder_release (holder);
+  porta_test_child_release (holder);
   run_loop_for (result.loop, 200);
   g_assert_cmpuint (result.n_calls, ==, 1);
   g_assert_false (porta_lock_get_held (lock));
@@ -918,7 +910,7 @@ test_async_main_loop_runs (gconstpointer data)
   g_test_message ("%u ticks during the wait", ticks);
   g_assert_cmpuint (ticks, >=, 10);
 
-  holder_release (holder);
+  porta_test_child_release (holder);
   async_result_clear (&result);
 }
 
@@ -1028,7 +1020,7 @@ test_held_notify (gconstpointer data)
   g_assert_error (error, G_IO_ERROR, G_IO_ERROR_TIMED_OUT);
   g_clear_error (&error);
   g_assert_cmpuint (n_notify, ==, 0);
-  holder_release (holder);
+  porta_test_child_release (holder);
 
   g_assert_true (porta_lock_acquire (lock, -1, NULL, &error));
   g_assert_no_error (error);
@@ -1199,7 +1191,7 @@ test_content_survives (gconstpointer data)
   /* Being refused must not touch the file either. */
   holder = holder_lock (backend, HOLD_EXCLUSIVE, path);
   assert_try_blocked (exclusive, path);
-  holder_release (holder);
+  porta_test_child_release (holder);
   assert_file_contents (path, contents, sizeof contents);
 
   assert_try_gets (exclusive);
@@ -1853,7 +1845,7 @@ test_delete_on_release_waiter (gconstpointer data)
   porta_test_child_expect_line (waiter, "locked");
   g_assert_true (g_file_test (path, G_FILE_TEST_IS_REGULAR));
   assert_try_blocked (check, path);
-  holder_release (waiter);
+  porta_test_child_release (waiter);
   assert_try_gets (check);
   assert_release (check);
 }

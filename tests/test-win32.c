@@ -68,14 +68,6 @@ holder_lock (const char *option,
   return holder;
 }
 
-static void
-holder_release (PortaTestChild *holder)
-{
-  porta_test_child_send_line (holder);
-  porta_test_child_expect_line (holder, "released");
-  g_assert_cmpint (porta_test_child_wait (holder, NULL), ==, 0);
-}
-
 /* Another process tries once: TRUE if it got the lock. */
 static gboolean
 other_process_gets (const char *path)
@@ -85,7 +77,7 @@ other_process_gets (const char *path)
 
   if (g_strcmp0 (line, "locked") == 0)
     {
-      holder_release (holder);
+      porta_test_child_release (holder);
       return TRUE;
     }
   g_assert_cmpint (porta_test_child_wait (holder, NULL), ==, 2);
@@ -129,7 +121,7 @@ test_data_not_blocked (void)
   g_assert_no_error (error);
   g_assert_cmpstr (contents, ==, "after!\n");
 
-  holder_release (holder);
+  porta_test_child_release (holder);
 }
 
 static void
@@ -206,7 +198,7 @@ test_fd_lock (void)
     g_assert_cmpint (elapsed_ms (start), >=, 300);
     g_assert_cmpint (elapsed_ms (start), <, 300 + SLACK_MS);
     g_clear_error (&error);
-    holder_release (holder);
+    porta_test_child_release (holder);
   }
 
   /* Locking a backend Windows lacks says so. */
@@ -345,7 +337,7 @@ test_pid_file_other_process (void)
   g_assert_nonnull (strstr (error->message, path));
   g_clear_error (&error);
 
-  holder_release (holder);
+  porta_test_child_release (holder);
   g_assert_true (porta_pid_file_try_acquire (pid_file, &error));
   g_assert_no_error (error);
   g_assert_true (porta_pid_file_release (pid_file, &error));
