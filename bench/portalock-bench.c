@@ -61,16 +61,112 @@ percentile (gint64 *v, guint n, double p)
   return (double) v[MIN (n - 1, (guint) (p * n))];
 }
 
+/* Each figure is recorded once per run; the table shows the median of
+ * the runs, for the figure and its baseline alike, and the range of the
+ * figure. */
+typedef struct
+{
+  char   *figure;
+  char   *unit;
+  char   *baseline_name;
+  char   *target;
+  GArray *values;      /* double */
+  GArray *baselines;   /* double, empty without a baseline */
+} Row;
+
+static GPtrArray *rows;
+
+static void
+row_free (gpointer data)
+{
+  Row *r = data;
+
+  g_free (r->figure);
+  g_free (r->unit);
+  g_free (r->baseline_name);
+  g_free (r->target);
+  g_array_unref (r->values);
+  g_array_unref (r->baselines);
+  g_free (r);
+}
+
 static void
 row (const char *figure, double value, const char *unit, const char *baseline_name,
      double baseline, const char *target)
 {
+  Row *r = NULL;
+
+  for (guint i = 0; i < rows->len && r == NULL; i++)
+    {
+      Row *candidate = rows->pdata[i];
+
+      if (g_str_equal (candidate->figure, figure) &&
+          g_str_equal (candidate->baseline_name, baseline_name))
+        r = candidate;
+    }
+  if (r == NULL)
+    {
+      r = g_new0 (Row, 1);
+      r->figure = g_strdup (figure);
+      r->unit = g_strdup (unit);
+      r->baseline_name = g_strdup (baseline_name);
+      r->target = g_strdup (target);
+      r->values = g_array_new (FALSE, FALSE, sizeof (double));
+      r->baselines = g_array_new (FALSE, FALSE, sizeof (double));
+      g_ptr_array_add (rows, r);
+    }
+  g_array_append_val (r->values, value);
   if (baseline > 0)
-    g_print ("%-46s %10.1f %-5s %-24s %10.1f %-5s %6.2fx  %s\n",
-             figure, value, unit, baseline_name, baseline, unit, value / baseline, target);
-  else
-    g_print ("%-46s %10.1f %-5s %-24s %10s %-5s %7s  %s\n",
-             figure, value, unit, baseline_name, "-", "", "", target);
+    g_array_append_val (r->baselines, baseline);
+}
+
+static int
+compare_doubles (const void *a, const void *b)
+{
+  double x = *(const double *) a, y = *(const double *) b;
+
+  return (x > y) - (x < y);
+}
+
+static double
+median (GArray *values)
+{
+  guint n = values->len;
+
+  g_array_sort (values, compare_doubles);
+  if (n % 2 == 0)
+    return (g_array_index (values, double, n / 2 - 1) + g_array_index (values, double, n / 2)) / 2;
+  return g_array_index (values, double, n / 2);
+}
+
+static void
+print_rows (int runs)
+{
+  g_print ("%-44s %12s %-5s %-24s %12s %7s  %-10s %s\n", "figure",
+           runs > 1 ? "median" : "portalock", "", "baseline", "", "ratio", "target",
+           runs > 1 ? "portalock's range" : "");
+  for (guint i = 0; i < rows->len; i++)
+    {
+      Row *r = rows->pdata[i];
+      double value = median (r->values);
+      g_autofree char *range = NULL;
+
+      if (r->values->len > 1)
+        range = g_strdup_printf ("%.1f .. %.1f", g_array_index (r->values, double, 0),
+                                 g_array_index (r->values, double, r->values->len - 1));
+      if (r->baselines->len > 0)
+        {
+          double baseline = median (r->baselines);
+
+          g_print ("%-44s %12.1f %-5s %-24s %12.1f %6.2fx  %-10s %s\n",
+                   r->figure, value, r->unit, r->baseline_name, baseline,
+                   value / baseline, r->target, range ? range : "");
+        }
+      else
+        g_print ("%-44s %12.1f %-5s %-24s %12s %7s  %-10s %s\n",
+                 r->figure, value, r->unit, r->baseline_name, "-", "", r->target,
+                 range ? range : "");
+    }
 }
 
 /* 1. Uncontended acquire + release */
@@ -403,6 +499,18 @@ bench_timeouts (void)
 
 /* 5. Throughput under contention: 8 processes x 2000 lock/unlock */
 
+/* A worker is started, gets ready (a PortaLock is made before, so that
+ * neither program start nor GType setup is timed), says so with a byte on
+ * stdout, and runs when a byte arrives on stdin. */
+static void
+worker_ready (void)
+{
+  char c;
+
+  if (write (STDOUT_FILENO, "r", 1) != 1 || read (STDIN_FILENO, &c, 1) != 1)
+    exit (1);
+}
+
 static int
 worker_main (const char *kind, const char *path, int n)
 {
@@ -410,6 +518,7 @@ worker_main (const char *kind, const char *path, int n)
     {
       int fd = open (path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
 
+      worker_ready ();
       for (int i = 0; i < n; i++)
         {
           flock (fd, LOCK_EX);
@@ -419,6 +528,7 @@ worker_main (const char *kind, const char *path, int n)
     }
   else if (g_str_equal (kind, "raw-open"))
     {
+      worker_ready ();
       for (int i = 0; i < n; i++)
         {
           int fd = open (path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
@@ -432,6 +542,7 @@ worker_main (const char *kind, const char *path, int n)
       g_autoptr(PortaLock) lock = porta_lock_new_for_path (path, PORTA_LOCK_MODE_EXCLUSIVE);
       int timeout = g_str_equal (kind, "porta-timeout") ? 10000 : -1;
 
+      worker_ready ();
       for (int i = 0; i < n; i++)
         {
           g_autoptr(GError) error = NULL;
@@ -447,44 +558,66 @@ worker_main (const char *kind, const char *path, int n)
   return 0;
 }
 
+/* Operations per second of @procs workers, from the moment all of them
+ * are told to start to the moment the last one has exited. */
 static double
 run_workers (const char *kind, int procs, int n)
 {
   g_autofree char *path = g_build_filename (workdir, "throughput.lock", NULL);
   g_autofree char *count = g_strdup_printf ("%d", n);
   g_autoptr(GPtrArray) children = g_ptr_array_new_with_free_func (g_object_unref);
-  gint64 start = now_us ();
+  gint64 start;
 
   for (int i = 0; i < procs; i++)
     {
       g_autoptr(GError) error = NULL;
-      GSubprocess *p = g_subprocess_new (G_SUBPROCESS_FLAGS_NONE, &error, self_exe,
+      GSubprocess *p = g_subprocess_new (G_SUBPROCESS_FLAGS_STDIN_PIPE |
+                                         G_SUBPROCESS_FLAGS_STDOUT_PIPE,
+                                         &error, self_exe,
                                          "--worker", kind, path, count, NULL);
+      char c;
 
       if (p == NULL)
         g_error ("%s", error->message);
       g_ptr_array_add (children, p);
+      if (g_input_stream_read (g_subprocess_get_stdout_pipe (p), &c, 1, NULL, &error) != 1)
+        g_error ("a %s worker did not start", kind);
     }
+  start = now_us ();
+  for (guint i = 0; i < children->len; i++)
+    if (!g_output_stream_write_all (g_subprocess_get_stdin_pipe (children->pdata[i]),
+                                    "g", 1, NULL, NULL, NULL))
+      g_error ("a %s worker died", kind);
   for (guint i = 0; i < children->len; i++)
     if (!g_subprocess_wait_check (children->pdata[i], NULL, NULL))
       g_error ("a %s worker failed", kind);
   return (double) procs * n / ((now_us () - start) / 1e6);
 }
 
+/* Each kind runs THROUGHPUT_ROUNDS times, taking turns with the others so
+ * that a slow moment of the machine does not fall on one of them only;
+ * every round is a row value of its own, and the table takes the median. */
+#define THROUGHPUT_ROUNDS 3
+
 static void
 bench_throughput (void)
 {
-  double raw = run_workers ("raw", 8, 2000);
-  double raw_open = run_workers ("raw-open", 8, 2000);
-  double porta = run_workers ("porta", 8, 2000);
-  double porta_timeout = run_workers ("porta-timeout", 8, 2000);
+  for (int r = 0; r < THROUGHPUT_ROUNDS; r++)
+    {
+      double raw = run_workers ("raw", 8, 2000);
+      double raw_open = run_workers ("raw-open", 8, 2000);
+      double porta = run_workers ("porta", 8, 2000);
+      double porta_timeout = run_workers ("porta-timeout", 8, 2000);
 
-  /* Two baselines: flock(2) on one descriptor kept open, and the
-   * open+flock+close per operation that lock libraries (portalocker,
-   * filelock, portalock) do, so that no descriptor outlives a release. */
-  row ("5. 8 procs x 2000, acquire(-1)", porta, "op/s", "flock/unlock, fd kept", raw, ">= 0.8x");
-  row ("5. 8 procs x 2000, acquire(-1)", porta, "op/s", "open+flock+close", raw_open, ">= 0.8x");
-  row ("5. 8 procs x 2000, acquire(10 s)", porta_timeout, "op/s", "open+flock+close", raw_open, ">= 0.8x");
+      /* Two baselines: the open+flock+close per operation that lock
+       * libraries (portalocker, filelock, portalock) do, so that no
+       * descriptor outlives a release, and flock(2) on one descriptor kept
+       * open, which does not check either that the file it locks is still
+       * the one at the path. */
+      row ("5. 8 procs x 2000, acquire(-1)", porta, "op/s", "open+flock+close", raw_open, ">= 0.8x");
+      row ("5. 8 procs x 2000, acquire(10 s)", porta_timeout, "op/s", "open+flock+close", raw_open, "");
+      row ("5. 8 procs x 2000, acquire(-1)", porta, "op/s", "flock/unlock, fd kept", raw, "");
+    }
 }
 
 /* 6. 1,000 async acquires pending at once */
@@ -550,6 +683,23 @@ scale_queried (GObject *source, GAsyncResult *result, gpointer user_data)
   s->query_us = now_us () - s->query_started;
 }
 
+/* The longest stall of an idle main context running the same 1 ms tick
+ * for @duration_us: what the machine alone does to a main loop. */
+static gint64
+idle_stall (gint64 duration_us)
+{
+  Scale s = { NULL, 0, 0, 0, 0, 0, 0, -1, 0 };
+  gint64 start = now_us ();
+  guint tick;
+
+  s.last_tick = start;
+  tick = g_timeout_add (1, scale_tick, &s);
+  while (now_us () - start < duration_us)
+    g_main_context_iteration (NULL, TRUE);
+  g_source_remove (tick);
+  return s.max_stall;
+}
+
 static void
 bench_scale (void)
 {
@@ -562,7 +712,7 @@ bench_scale (void)
   pid_t pid;
   guint tick;
   char c;
-  gint64 released_at, start;
+  gint64 released_at, start, done_at, idle;
 
   if (pipe (to_child) != 0 || pipe (from_child) != 0)
     g_error ("pipe");
@@ -609,11 +759,16 @@ bench_scale (void)
   g_source_remove (tick);
   waitpid (pid, NULL, 0);
 
-  g_print ("6. %d pending async acquires: %d completed, %d failed, all done %.1f ms after the release\n",
-           n, n - s.failed - s.pending, s.failed, (now_us () - released_at) / 1000.0);
-  row ("6. longest main-loop stall", s.max_stall / 1000.0, "ms", "", 0, "< 5 ms");
-  g_print ("   (it ended %.1f ms %s the release)\n", ABS (s.stall_at - released_at) / 1000.0,
-           s.stall_at < released_at ? "before" : "after");
+  done_at = now_us ();
+  idle = idle_stall (done_at - start);
+  g_printerr ("   scale: longest stall %.1f ms, ending %.1f ms %s the release\n",
+              s.max_stall / 1000.0, ABS (s.stall_at - released_at) / 1000.0,
+              s.stall_at < released_at ? "before" : "after");
+
+  row ("6. 1000 async acquires: completed", n - s.failed - s.pending, "", "", 0, "all 1000");
+  row ("6. all done after the release", (done_at - released_at) / 1000.0, "ms", "", 0, "");
+  row ("6. longest main-loop stall", s.max_stall / 1000.0, "ms", "idle main loop, same tick",
+       idle / 1000.0, "< 5 ms");
   row ("6. g_file_query_info_async meanwhile", s.query_us / 1000.0, "ms", "", 0, "< 50 ms");
   row ("6. peak threads", s.max_threads, "", "", 0, "bounded");
 }
@@ -622,30 +777,52 @@ int
 main (int argc, char **argv)
 {
   g_autoptr(GError) error = NULL;
-  g_autofree char *only = NULL;
+  const char *only = NULL;
+  int runs = 3;
 
   if (argc == 5 && g_str_equal (argv[1], "--worker"))
     return worker_main (argv[2], argv[3], atoi (argv[4]));
-  if (argc == 2)
-    only = g_strdup (argv[1]);
+  for (int i = 1; i < argc; i++)
+    {
+      if (g_str_equal (argv[i], "--runs") && i + 1 < argc)
+        runs = atoi (argv[++i]);
+      else if (g_str_has_prefix (argv[i], "--runs="))
+        runs = atoi (argv[i] + strlen ("--runs="));
+      else if (argv[i][0] != '-' && only == NULL)
+        only = argv[i];
+      else
+        {
+          g_printerr ("usage: %s [--runs N] [uncontended|handoff|cpu|timeouts|throughput|scale]\n",
+                      argv[0]);
+          return 2;
+        }
+    }
+  if (runs < 1)
+    runs = 1;
 
   self_exe = g_file_read_link ("/proc/self/exe", NULL);
   workdir = g_dir_make_tmp ("portalock-bench-XXXXXX", &error);
   if (workdir == NULL)
     g_error ("%s", error->message);
+  rows = g_ptr_array_new_with_free_func (row_free);
 
-  g_print ("portalock %s benchmark, %d CPUs, files in %s\n\n", PORTA_VERSION,
-           g_get_num_processors (), workdir);
-  g_print ("%-46s %16s %-24s %16s %7s  %s\n", "figure", "portalock", "baseline", "", "ratio", "target");
+  g_print ("portalock %s benchmark, %d CPUs, %d run%s, files in %s\n\n", PORTA_VERSION,
+           g_get_num_processors (), runs, runs > 1 ? "s" : "", workdir);
 
+  for (int run = 1; run <= runs; run++)
+    {
+      g_printerr ("run %d of %d...\n", run, runs);
 #define RUN(name, fn) if (only == NULL || g_str_equal (only, name)) fn ()
-  RUN ("uncontended", bench_uncontended);
-  RUN ("handoff", bench_handoff);
-  RUN ("cpu", bench_cpu);
-  RUN ("timeouts", bench_timeouts);
-  RUN ("throughput", bench_throughput);
-  RUN ("scale", bench_scale);
+      RUN ("uncontended", bench_uncontended);
+      RUN ("handoff", bench_handoff);
+      RUN ("cpu", bench_cpu);
+      RUN ("timeouts", bench_timeouts);
+      RUN ("throughput", bench_throughput);
+      RUN ("scale", bench_scale);
 #undef RUN
+    }
+  print_rows (runs);
+  g_ptr_array_unref (rows);
 
   {
     g_autofree char *cmd = g_strdup_printf ("rm -rf '%s'", workdir);

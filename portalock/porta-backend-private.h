@@ -37,19 +37,26 @@ struct _PortaBackendOps
 };
 
 /* The open lock file: its descriptor and the identity of what it opened
- * (st_dev and st_ino; on Windows the volume serial number and file index).
- * On Windows the descriptor is a C runtime one over the file's HANDLE, and
- * @overlapped says the HANDLE was opened for overlapped I/O, which
- * interruptible waits need (descriptors the caller opened may not be). */
+ * (st_dev and st_ino; on Windows the volume serial number and file index),
+ * which is known, and the file known to be a regular one, once
+ * @identified is set. On Unix a file opened for a backend whose locks
+ * belong to the open file description is only identified when it is
+ * locked, or found taken (porta_lock_file_identify()): one fstat() then
+ * serves both the type check and the check that the lock guards the file
+ * at the path. On Windows the descriptor is a C runtime one over the
+ * file's HANDLE, and @overlapped says the HANDLE was opened for overlapped
+ * I/O, which interruptible waits need (descriptors the caller opened may
+ * not be). */
 typedef struct
 {
   int      fd;
   guint64  dev;
   guint64  ino;
+  gboolean identified;
   gboolean overlapped;
 } PortaLockFile;
 
-#define PORTA_LOCK_FILE_INIT { -1, 0, 0, FALSE }
+#define PORTA_LOCK_FILE_INIT { -1, 0, 0, FALSE, FALSE }
 
 PortaBackend           porta_backend_resolve    (PortaBackend            backend);
 const PortaBackendOps *porta_backend_get_ops    (PortaBackend            backend);
@@ -62,6 +69,24 @@ gboolean               porta_lock_file_open     (PortaLockFile          *lf,
                                                  PortaLockFlags          flags,
                                                  const PortaBackendOps  *ops,
                                                  GError                **error);
+/* Learns what @lf has open, if it is not known yet: fails, with an error
+ * naming @display, for a folder or anything but a regular file. */
+gboolean               porta_lock_file_identify (PortaLockFile          *lf,
+                                                 const char             *display,
+                                                 GError                **error);
+/* After the lock on @lf is taken: identifies it if needed, and sets
+ * @stale if the lock guards nothing because the file was deleted, or is no
+ * longer the one at @path, since it was opened (another holder released
+ * with PORTA_LOCK_FLAGS_DELETE_ON_RELEASE). */
+gboolean               porta_lock_file_verify   (PortaLockFile          *lf,
+                                                 const char             *path,
+                                                 const char             *display,
+                                                 PortaLockFlags          flags,
+                                                 gboolean               *stale,
+                                                 GError                **error);
+/* Returns 0 when @path still names the file @lf has open (which must be
+ * identified), ENOENT or ESTALE when it was deleted or replaced since, or
+ * another errno value. */
 int                    porta_lock_file_check    (const PortaLockFile    *lf,
                                                  const char             *path,
                                                  PortaLockFlags          flags);

@@ -437,7 +437,39 @@ porta_lock_file_open (PortaLockFile          *lf,
 
   lf->fd = fd;
   identity_of (&info, &lf->dev, &lf->ino);
+  lf->identified = TRUE;
   lf->overlapped = TRUE;
+  return TRUE;
+}
+
+/* The file was identified when it was opened. */
+gboolean
+porta_lock_file_identify (PortaLockFile  *lf,
+                          const char     *display,
+                          GError        **error)
+{
+  g_assert (lf->identified);
+  return TRUE;
+}
+
+gboolean
+porta_lock_file_verify (PortaLockFile   *lf,
+                        const char      *path,
+                        const char      *display,
+                        PortaLockFlags   flags,
+                        gboolean        *stale,
+                        GError         **error)
+{
+  int r = porta_lock_file_check (lf, path, flags);
+
+  *stale = r == ENOENT || r == ESTALE;
+  if (r != 0 && !*stale)
+    {
+      g_set_error (error, G_IO_ERROR, g_io_error_from_errno (r),
+                   _("Cannot check lock file “%s” after locking it: %s"),
+                   display, g_strerror (r));
+      return FALSE;
+    }
   return TRUE;
 }
 

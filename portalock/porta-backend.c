@@ -268,6 +268,102 @@ open_lock_fd (const char            *path,
   return fd;
 }
 
+/* The type check and identity of an open lock file from its stat(). */
+static gboolean
+identify_from_stat (PortaLockFile      *lf,
+                    const struct stat  *st,
+                    const char         *display,
+                    GError            **error)
+{
+  if (!S_ISREG (st->st_mode))
+    {
+      if (S_ISDIR (st->st_mode))
+        g_set_error (error, G_IO_ERROR, G_IO_ERROR_IS_DIRECTORY,
+                     _("Cannot lock “%s”: it is a folder"), display);
+      else
+        g_set_error (error, G_IO_ERROR, G_IO_ERROR_NOT_REGULAR_FILE,
+                     _("Cannot lock “%s”: it is not a regular file"), display);
+      return FALSE;
+    }
+  lf->dev = st->st_dev;
+  lf->ino = st->st_ino;
+  lf->identified = TRUE;
+  return TRUE;
+}
+
+static void
+set_check_error (GError     **error,
+                 int          errsv,
+                 const char  *display)
+{
+  g_set_error (error, G_IO_ERROR, g_io_error_from_errno (errsv),
+               _("Cannot check lock file “%s” after locking it: %s"),
+               display, g_strerror (errsv));
+}
+
+gboolean
+porta_lock_file_identify (PortaLockFile  *lf,
+                          const char     *display,
+                          GError        **error)
+{
+  struct stat st;
+
+  if (lf->identified)
+    return TRUE;
+  if (fstat (lf->fd, &st) != 0)
+    {
+      int errsv = errno;
+
+      g_set_error (error, G_IO_ERROR, g_io_error_from_errno (errsv),
+                   _("Cannot open lock file “%s”: %s"), display, g_strerror (errsv));
+      return FALSE;
+    }
+  return identify_from_stat (lf, &st, display, error);
+}
+
+gboolean
+porta_lock_file_verify (PortaLockFile   *lf,
+                        const char      *path,
+                        const char      *display,
+                        PortaLockFlags   flags,
+                        gboolean        *stale,
+                        GError         **error)
+{
+  struct stat st;
+  int r;
+
+  *stale = FALSE;
+  if (fstat (lf->fd, &st) != 0)
+    {
+      set_check_error (error, errno, display);
+      return FALSE;
+    }
+  if (!lf->identified && !identify_from_stat (lf, &st, display, error))
+    return FALSE;
+
+  /* Deleted, or replaced by a rename over it: its last link is gone. */
+  if (st.st_nlink == 0)
+    {
+      *stale = TRUE;
+      return TRUE;
+    }
+  /* The one link it has is the path we opened, unless it was renamed away
+   * while its holder held the lock, which lock files are not. A file with
+   * more links, or one reached through a symbolic link that may have been
+   * pointed elsewhere, is looked up by its path. */
+  if (st.st_nlink == 1 && !(flags & PORTA_LOCK_FLAGS_FOLLOW_SYMLINKS))
+    return TRUE;
+  r = porta_lock_file_check (lf, path, flags);
+  if (r == ENOENT || r == ESTALE)
+    *stale = TRUE;
+  else if (r != 0)
+    {
+      set_check_error (error, r, display);
+      return FALSE;
+    }
+  return TRUE;
+}
+
 gboolean
 porta_lock_file_open (PortaLockFile          *lf,
                       const char             *path,
@@ -282,6 +378,7 @@ porta_lock_file_open (PortaLockFile          *lf,
 
   g_assert (lf->fd < 0);
   lf->overlapped = FALSE;
+  lf->identified = FALSE;
 
   fd = open_lock_fd (path, mode, flags, ops);
   if (fd < 0)
@@ -299,6 +396,16 @@ porta_lock_file_open (PortaLockFile          *lf,
       return FALSE;
     }
 
+  /* A lock of the open file description needs nothing more until it is
+   * taken, when porta_lock_file_verify() identifies the file. */
+  if (!ops->per_process)
+    {
+      lf->fd = fd;
+      return TRUE;
+    }
+
+  /* POSIX locks must know the file before they lock it: see the registry
+   * above. */
   if (fstat (fd, &st) != 0)
     {
       int errsv = errno;
@@ -307,55 +414,46 @@ porta_lock_file_open (PortaLockFile          *lf,
       porta_set_open_error (error, errsv, path, display);
       return FALSE;
     }
-
-  if (!S_ISREG (st.st_mode))
+  if (!identify_from_stat (lf, &st, display, error))
     {
-      if (S_ISDIR (st.st_mode))
-        g_set_error (error, G_IO_ERROR, G_IO_ERROR_IS_DIRECTORY,
-                     _("Cannot lock “%s”: it is a folder"), display);
-      else
-        g_set_error (error, G_IO_ERROR, G_IO_ERROR_NOT_REGULAR_FILE,
-                     _("Cannot lock “%s”: it is not a regular file"), display);
-      porta_lock_file_close (&(PortaLockFile) { fd, st.st_dev, st.st_ino, FALSE }, ops);
+      close_noerror (fd);
       return FALSE;
     }
 
-  if (ops->per_process)
-    {
-      PosixEntry *entry;
+  {
+    PosixEntry *entry;
 
-      g_mutex_lock (&registry_lock);
-      if (registry == NULL)
-        registry = g_hash_table_new (posix_entry_hash, posix_entry_equal);
-      entry = registry_lookup (st.st_dev, st.st_ino);
-      if (entry != NULL && entry->n_posix > 0)
-        {
-          /* Closing it would drop the other lock: park it instead. */
-          g_array_append_val (entry->parked_fds, fd);
-          g_mutex_unlock (&registry_lock);
-          g_set_error (error, G_IO_ERROR, G_IO_ERROR_BUSY,
-                       _("Cannot lock “%s” with the posix backend: another lock "
-                         "in this process has it open, and POSIX locks cannot "
-                         "tell two holders in one process apart (use the flock "
-                         "or ofd backend)"),
-                       display);
-          return FALSE;
-        }
-      if (entry == NULL)
-        {
-          entry = g_new0 (PosixEntry, 1);
-          entry->dev = st.st_dev;
-          entry->ino = st.st_ino;
-          entry->parked_fds = g_array_new (FALSE, FALSE, sizeof (int));
-          g_hash_table_add (registry, entry);
-        }
-      entry->n_posix++;
-      g_mutex_unlock (&registry_lock);
-    }
+    g_mutex_lock (&registry_lock);
+    if (registry == NULL)
+      registry = g_hash_table_new (posix_entry_hash, posix_entry_equal);
+    entry = registry_lookup (st.st_dev, st.st_ino);
+    if (entry != NULL && entry->n_posix > 0)
+      {
+        /* Closing it would drop the other lock: park it instead. */
+        g_array_append_val (entry->parked_fds, fd);
+        g_mutex_unlock (&registry_lock);
+        lf->identified = FALSE;
+        g_set_error (error, G_IO_ERROR, G_IO_ERROR_BUSY,
+                     _("Cannot lock “%s” with the posix backend: another lock "
+                       "in this process has it open, and POSIX locks cannot "
+                       "tell two holders in one process apart (use the flock "
+                       "or ofd backend)"),
+                     display);
+        return FALSE;
+      }
+    if (entry == NULL)
+      {
+        entry = g_new0 (PosixEntry, 1);
+        entry->dev = st.st_dev;
+        entry->ino = st.st_ino;
+        entry->parked_fds = g_array_new (FALSE, FALSE, sizeof (int));
+        g_hash_table_add (registry, entry);
+      }
+    entry->n_posix++;
+    g_mutex_unlock (&registry_lock);
+  }
 
   lf->fd = fd;
-  lf->dev = st.st_dev;
-  lf->ino = st.st_ino;
   return TRUE;
 }
 
@@ -404,7 +502,20 @@ porta_lock_file_close (PortaLockFile         *lf,
     return;
 
   g_mutex_lock (&registry_lock);
-  entry = registry_lookup (lf->dev, lf->ino);
+  if (!lf->identified && registry != NULL && g_hash_table_size (registry) > 0)
+    {
+      /* Only a file this process has POSIX locks on needs care, and only
+       * its identity tells. */
+      struct stat st;
+
+      if (fstat (lf->fd, &st) == 0)
+        {
+          lf->dev = st.st_dev;
+          lf->ino = st.st_ino;
+          lf->identified = TRUE;
+        }
+    }
+  entry = lf->identified ? registry_lookup (lf->dev, lf->ino) : NULL;
   if (entry == NULL)
     close_noerror (lf->fd);
   else if (!ops->per_process)
@@ -430,6 +541,7 @@ porta_lock_file_close (PortaLockFile         *lf,
   g_mutex_unlock (&registry_lock);
 
   lf->fd = -1;
+  lf->identified = FALSE;
 }
 
 /* Network and FUSE filesystems: a blocking lock call may never be woken, or
@@ -505,15 +617,12 @@ porta_set_open_error (GError     **error,
                  display, g_strerror (errsv));
 }
 
-/* Returns 0 when @path still names the file @lf has open, ENOENT or ESTALE
- * when it was deleted or replaced since (another holder released with
- * PORTA_LOCK_FLAGS_DELETE_ON_RELEASE), or another errno value. */
 int
 porta_lock_file_check (const PortaLockFile *lf,
                        const char          *path,
                        PortaLockFlags       flags)
 {
-  guint64 dev, ino;
+  guint64 dev = 0, ino = 0;
   int r;
 
   r = porta_path_identify (path, (flags & PORTA_LOCK_FLAGS_FOLLOW_SYMLINKS) != 0, &dev, &ino);

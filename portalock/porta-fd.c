@@ -103,6 +103,7 @@ fd_lock_init (FdLock         *fl,
                    _("Cannot lock “%s”: %s"), fl->display, g_strerror (errsv));
       return FALSE;
     }
+  fl->lf.identified = TRUE;
   return TRUE;
 }
 

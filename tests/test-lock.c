@@ -1850,6 +1850,75 @@ test_delete_on_release_waiter (gconstpointer data)
   assert_release (check);
 }
 
+#ifndef G_OS_WIN32
+/* A holder that renames a new file over the lock file (its last link goes)
+ * before releasing: the waiter that had the old file open notices, once it
+ * holds it, and locks the new one. */
+static void
+test_replaced_while_waiting (gconstpointer data)
+{
+  PortaBackend backend = test_backend (data);
+  g_autofree char *path = porta_test_path ("replaced.lock");
+  g_autofree char *fresh = porta_test_path ("replaced.lock.new");
+  g_autoptr(PortaLock) lock = new_lock (path, PORTA_LOCK_MODE_EXCLUSIVE, backend, 0);
+  g_autoptr(PortaLock) check = new_lock (path, PORTA_LOCK_MODE_EXCLUSIVE, backend, 0);
+  g_autoptr(PortaTestChild) waiter = NULL;
+  static const char contents[] = "new\n";
+
+  assert_try_gets (lock);
+  waiter = holder_spawn (backend, HOLD_EXCLUSIVE,
+                         (int) porta_test_scale_ms (HOLDER_WAIT_MS), path);
+  g_usleep (300 * 1000);
+  write_file (fresh, contents, strlen (contents));
+  g_assert_cmpint (g_rename (fresh, path), ==, 0);
+  assert_release (lock);
+
+  porta_test_child_expect_line (waiter, "locked");
+  assert_file_contents (path, contents, strlen (contents));
+  assert_try_blocked (check, path);
+  porta_test_child_release (waiter);
+  assert_try_gets (check);
+  assert_release (check);
+}
+
+/* A symbolic link pointed elsewhere while a waiter that follows it waits:
+ * the waiter ends up holding the new target, not the old one. */
+static void
+test_follow_symlink_retargeted (gconstpointer data)
+{
+  PortaBackend backend = test_backend (data);
+  g_autofree char *old_target = porta_test_path ("old-target.lock");
+  g_autofree char *new_target = porta_test_path ("new-target.lock");
+  g_autofree char *link_path = porta_test_path ("retargeted.lock");
+  g_autofree char *new_link = porta_test_path ("retargeted.lock.new");
+  g_autoptr(PortaLock) lock = new_lock (link_path, PORTA_LOCK_MODE_EXCLUSIVE, backend,
+                                        PORTA_LOCK_FLAGS_FOLLOW_SYMLINKS);
+  g_autoptr(PortaLock) old_check = new_lock (old_target, PORTA_LOCK_MODE_EXCLUSIVE, backend, 0);
+  g_autoptr(PortaLock) new_check = new_lock (new_target, PORTA_LOCK_MODE_EXCLUSIVE, backend, 0);
+  g_autoptr(PortaTestChild) waiter = NULL;
+
+  write_file (old_target, "old\n", 4);
+  write_file (new_target, "new\n", 4);
+  g_assert_cmpint (symlink (old_target, link_path), ==, 0);
+
+  assert_try_gets (lock);
+  waiter = holder_spawn (backend, HOLD_EXCLUSIVE | HOLD_FOLLOW_SYMLINKS,
+                         (int) porta_test_scale_ms (HOLDER_WAIT_MS), link_path);
+  g_usleep (300 * 1000);
+  g_assert_cmpint (symlink (new_target, new_link), ==, 0);
+  g_assert_cmpint (g_rename (new_link, link_path), ==, 0);
+  assert_release (lock);
+
+  porta_test_child_expect_line (waiter, "locked");
+  assert_try_blocked (new_check, new_target);
+  assert_try_gets (old_check);
+  assert_release (old_check);
+  porta_test_child_release (waiter);
+  assert_try_gets (new_check);
+  assert_release (new_check);
+}
+#endif
+
 /* ---------------------------------------------------------------------- */
 /* Backend-independent                                                     */
 
@@ -1994,6 +2063,8 @@ static const BackendTest backend_tests[] = {
   { "bad/symlink", test_bad_symlink, TRUE },
   { "bad/permission-denied", test_permission_denied, TRUE },
   { "follow-symlinks", test_follow_symlink, TRUE },
+  { "follow-symlinks/retargeted-while-waiting", test_follow_symlink_retargeted, TRUE },
+  { "replaced-while-waiting", test_replaced_while_waiting, TRUE },
 #endif
   { "delete-on-release", test_delete_on_release, TRUE },
   { "delete-on-release/waiter", test_delete_on_release_waiter, TRUE },
