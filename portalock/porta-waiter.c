@@ -12,6 +12,7 @@
 
 #ifdef G_OS_UNIX
 # include <pthread.h>
+# include <sched.h>
 # include <signal.h>
 # include <time.h>
 # include <unistd.h>
@@ -64,6 +65,7 @@
 #define BACKOFF_MIN_US        1000
 #define BACKOFF_MAX_US        (100 * 1000)
 #define WAITER_STACK_SIZE     (256 * 1024)
+#define JOIN_SPIN_US          200
 #define DEFAULT_MAX_THREADS   64
 #define HOLDER_LOOKUP_BEFORE_US   (50 * 1000)
 #define HOLDER_LOOKUP_MIN_WAIT_US (100 * 1000)
@@ -394,7 +396,12 @@ typedef struct
   gint64                 delay;
 
   /* waits in a thread */
+#ifdef G_OS_UNIX
+  pthread_t              thread;
+#endif
   gboolean               local;
+  GSource               *done_source;  /* made ready by the thread */
+  int                    finished;     /* atomic: result and holder are set */
 
 #ifdef G_OS_WIN32
   /* overlapped waits */
@@ -445,7 +452,7 @@ static gboolean thread_wait_start (AsyncWait *w);
 #endif
 
 static gboolean
-retry_source_dispatch (GSource     *source,
+ready_time_source_dispatch (GSource     *source,
                        GSourceFunc  callback,
                        gpointer     user_data)
 {
@@ -453,8 +460,8 @@ retry_source_dispatch (GSource     *source,
   return callback (user_data);
 }
 
-static GSourceFuncs retry_source_funcs = {
-  NULL, NULL, retry_source_dispatch, NULL, NULL, NULL,
+static GSourceFuncs ready_time_source_funcs = {
+  NULL, NULL, ready_time_source_dispatch, NULL, NULL, NULL,
 };
 
 /* One source for the whole wait, woken by its ready time: microsecond
@@ -467,7 +474,7 @@ backoff_schedule (AsyncWait *w)
 
   if (w->retry_source == NULL)
     {
-      w->retry_source = g_source_new (&retry_source_funcs, sizeof (GSource));
+      w->retry_source = g_source_new (&ready_time_source_funcs, sizeof (GSource));
       g_source_set_priority (w->retry_source, w->priority);
       g_source_set_callback (w->retry_source, backoff_retry, w, NULL);
       g_source_set_static_name (w->retry_source, "[portalock] retry lock");
@@ -563,11 +570,35 @@ thread_wait_complete (gpointer user_data)
 {
   AsyncWait *w = user_data;
 
-  /* The thread's last act was to attach this source, and it is ending on
-   * its own (it was created detached). Joining it here would stall the
-   * main context whenever it has not quite ended yet: after a release
-   * that wakes many waiters at once, for up to 1.4 ms on two cores. */
+  /* Only the thread makes this source ready, as its last act. */
+  if (!g_atomic_int_get (&w->finished))
+    return G_SOURCE_CONTINUE;
+
+  /* The thread is ending: reap it before the callback runs, so that no
+   * waiter thread outlives its wait, but without stalling the main context
+   * on it. A thread that has not quite ended gets this CPU for a moment;
+   * one that takes longer (after a release that woke many waiters at
+   * once, a blocking join here took up to 1.4 ms on two cores) is tried
+   * again after the context's other sources have run. */
+#ifdef HAVE_PTHREAD_TRYJOIN_NP
+  {
+    gint64 give_up = g_get_monotonic_time () + JOIN_SPIN_US;
+
+    while (pthread_tryjoin_np (w->thread, NULL) == EBUSY)
+      {
+        if (g_get_monotonic_time () >= give_up)
+          {
+            g_source_set_ready_time (w->done_source, 0);
+            return G_SOURCE_CONTINUE;
+          }
+        sched_yield ();
+      }
+  }
+#else
+  pthread_join (w->thread, NULL);
+#endif
   g_atomic_int_add (&n_waiter_threads, -1);
+  g_clear_pointer (&w->done_source, g_source_unref);
   if (w->result != ETIMEDOUT)
     g_clear_pointer (&w->holder, g_free);
   w->callback (w->result, g_steal_pointer (&w->holder), w->user_data);
@@ -580,18 +611,16 @@ thread_wait_main (void *data)
 {
   AsyncWait *w = data;
   PortaLockFile lf = { w->fd, w->dev, w->ino, TRUE, FALSE };
-  GSource *source;
+  GSource *done = w->done_source;
 
   w->result = kernel_wait (w->ops, &lf, w->mode, w->deadline, w->cancellable, &w->holder);
   if (w->result < 0)
     w->result = backoff_wait_sync (w->ops, w->fd, w->mode, w->deadline, w->cancellable);
 
-  source = g_idle_source_new ();
-  g_source_set_priority (source, w->priority);
-  g_source_set_callback (source, thread_wait_complete, w, NULL);
-  g_source_set_static_name (source, "[portalock] lock wait done");
-  g_source_attach (source, w->context);
-  g_source_unref (source);
+  /* The source was attached by the main context's side, which holds its
+   * reference: all the thread does is make it ready. */
+  g_atomic_int_set (&w->finished, 1);
+  g_source_set_ready_time (done, 0);
   return NULL;
 }
 
@@ -601,7 +630,6 @@ static gboolean
 thread_wait_start (AsyncWait *w)
 {
   pthread_attr_t attr;
-  pthread_t thread;
   sigset_t all, old;
   int r;
 
@@ -615,16 +643,25 @@ thread_wait_start (AsyncWait *w)
 
   pthread_attr_init (&attr);
   pthread_attr_setstacksize (&attr, WAITER_STACK_SIZE);
-  pthread_attr_setdetachstate (&attr, PTHREAD_CREATE_DETACHED);
   /* The thread inherits this mask: it takes no signal meant for the
    * application, and unblocks the interrupt signal itself. */
   sigfillset (&all);
   pthread_sigmask (SIG_SETMASK, &all, &old);
-  r = pthread_create (&thread, &attr, thread_wait_main, w);
+  w->done_source = g_source_new (&ready_time_source_funcs, sizeof (GSource));
+  g_source_set_priority (w->done_source, w->priority);
+  g_source_set_callback (w->done_source, thread_wait_complete, w, NULL);
+  g_source_set_static_name (w->done_source, "[portalock] lock wait done");
+  g_source_attach (w->done_source, w->context);
+
+  r = pthread_create (&w->thread, &attr, thread_wait_main, w);
   pthread_sigmask (SIG_SETMASK, &old, NULL);
   pthread_attr_destroy (&attr);
   if (r != 0)
-    g_atomic_int_add (&n_waiter_threads, -1);
+    {
+      g_source_destroy (w->done_source);
+      g_clear_pointer (&w->done_source, g_source_unref);
+      g_atomic_int_add (&n_waiter_threads, -1);
+    }
   return r == 0;
 }
 
