@@ -84,6 +84,16 @@ gboolean               porta_lock_file_verify   (PortaLockFile          *lf,
                                                  PortaLockFlags          flags,
                                                  gboolean               *stale,
                                                  GError                **error);
+/* The part of porta_lock_file_verify() that looks @path up. */
+gboolean               porta_lock_file_verify_path (const PortaLockFile *lf,
+                                                 const char             *path,
+                                                 const char             *display,
+                                                 PortaLockFlags          flags,
+                                                 gboolean               *stale,
+                                                 GError                **error);
+void                   porta_set_check_error    (GError                **error,
+                                                 int                     errsv,
+                                                 const char             *display);
 /* Returns 0 when @path still names the file @lf has open (which must be
  * identified), ENOENT or ESTALE when it was deleted or replaced since, or
  * another errno value. */

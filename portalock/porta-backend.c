@@ -291,16 +291,6 @@ identify_from_stat (PortaLockFile      *lf,
   return TRUE;
 }
 
-static void
-set_check_error (GError     **error,
-                 int          errsv,
-                 const char  *display)
-{
-  g_set_error (error, G_IO_ERROR, g_io_error_from_errno (errsv),
-               _("Cannot check lock file “%s” after locking it: %s"),
-               display, g_strerror (errsv));
-}
-
 gboolean
 porta_lock_file_identify (PortaLockFile  *lf,
                           const char     *display,
@@ -330,12 +320,11 @@ porta_lock_file_verify (PortaLockFile   *lf,
                         GError         **error)
 {
   struct stat st;
-  int r;
 
   *stale = FALSE;
   if (fstat (lf->fd, &st) != 0)
     {
-      set_check_error (error, errno, display);
+      porta_set_check_error (error, errno, display);
       return FALSE;
     }
   if (!lf->identified && !identify_from_stat (lf, &st, display, error))
@@ -353,15 +342,7 @@ porta_lock_file_verify (PortaLockFile   *lf,
    * pointed elsewhere, is looked up by its path. */
   if (st.st_nlink == 1 && !(flags & PORTA_LOCK_FLAGS_FOLLOW_SYMLINKS))
     return TRUE;
-  r = porta_lock_file_check (lf, path, flags);
-  if (r == ENOENT || r == ESTALE)
-    *stale = TRUE;
-  else if (r != 0)
-    {
-      set_check_error (error, r, display);
-      return FALSE;
-    }
-  return TRUE;
+  return porta_lock_file_verify_path (lf, path, display, flags, stale, error);
 }
 
 gboolean
@@ -615,6 +596,35 @@ porta_set_open_error (GError     **error,
     g_set_error (error, G_IO_ERROR, g_io_error_from_errno (errsv),
                  _("Cannot open lock file “%s”: %s"),
                  display, g_strerror (errsv));
+}
+
+void
+porta_set_check_error (GError     **error,
+                       int          errsv,
+                       const char  *display)
+{
+  g_set_error (error, G_IO_ERROR, g_io_error_from_errno (errsv),
+               _("Cannot check lock file “%s” after locking it: %s"),
+               display, g_strerror (errsv));
+}
+
+gboolean
+porta_lock_file_verify_path (const PortaLockFile  *lf,
+                             const char           *path,
+                             const char           *display,
+                             PortaLockFlags        flags,
+                             gboolean             *stale,
+                             GError              **error)
+{
+  int r = porta_lock_file_check (lf, path, flags);
+
+  *stale = r == ENOENT || r == ESTALE;
+  if (r != 0 && !*stale)
+    {
+      porta_set_check_error (error, r, display);
+      return FALSE;
+    }
+  return TRUE;
 }
 
 int
