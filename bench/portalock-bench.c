@@ -436,6 +436,55 @@ cancel_later (gpointer data)
   return NULL;
 }
 
+/* Baselines for figure 4: what the machine does with the same deadline or
+ * the same cancellation when nothing but the kernel or GLib is involved. */
+
+static gint64
+deadline_timespec_sleep (gint64 deadline_us)
+{
+  struct timespec ts = { deadline_us / G_USEC_PER_SEC, (deadline_us % G_USEC_PER_SEC) * 1000 };
+
+  while (clock_nanosleep (CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL) == EINTR)
+    ;
+  return now_us () - deadline_us;
+}
+
+static gboolean
+on_glib_timeout (gpointer user_data)
+{
+  AsyncWait *w = user_data;
+
+  w->done_at = now_us ();
+  g_main_loop_quit (w->loop);
+  return G_SOURCE_REMOVE;
+}
+
+static gboolean
+on_cancellable_source (GCancellable *cancellable, gpointer user_data)
+{
+  return on_glib_timeout (user_data);
+}
+
+/* A thread blocked in poll() on a GCancellable's descriptor: how soon
+ * g_cancellable_cancel() from another thread wakes it. */
+static gint64
+cancel_poll_latency (Canceller *canceller)
+{
+  GPollFD pfd;
+  GThread *thread;
+  gint64 woken;
+
+  if (!g_cancellable_make_pollfd (canceller->cancellable, &pfd))
+    g_error ("no cancellable descriptor");
+  thread = g_thread_new ("canceller", cancel_later, canceller);
+  while (g_poll (&pfd, 1, -1) != 1)
+    ;
+  woken = now_us ();
+  g_thread_join (thread);
+  g_cancellable_release_fd (canceller->cancellable);
+  return woken - canceller->cancelled_at;
+}
+
 static void
 bench_timeouts (void)
 {
@@ -449,6 +498,10 @@ bench_timeouts (void)
   g_autofree gint64 *async_late = g_new (gint64, rounds);
   g_autofree gint64 *sync_cancel = g_new (gint64, rounds);
   g_autofree gint64 *async_cancel = g_new (gint64, rounds);
+  g_autofree gint64 *sleep_late = g_new (gint64, rounds);
+  g_autofree gint64 *source_late = g_new (gint64, rounds);
+  g_autofree gint64 *poll_cancel = g_new (gint64, rounds);
+  g_autofree gint64 *source_cancel = g_new (gint64, rounds);
 
   /* Another PortaLock on the same file excludes this one exactly as
    * another process would. */
@@ -461,24 +514,34 @@ bench_timeouts (void)
       AsyncWait w = { loop, 0, NULL };
       g_autoptr(GCancellable) c1 = g_cancellable_new ();
       g_autoptr(GCancellable) c2 = g_cancellable_new ();
+      g_autoptr(GCancellable) c3 = g_cancellable_new ();
+      g_autoptr(GCancellable) c4 = g_cancellable_new ();
+      g_autoptr(GSource) cancel_source = g_cancellable_source_new (c4);
       Canceller canceller = { c1, 5000 + g_random_int_range (0, 5000), 0 };
       GThread *thread;
 
       if (porta_lock_acquire (lock, timeout_ms, NULL, NULL))
         g_error ("acquired a held lock");
       sync_late[i] = now_us () - (start + timeout_ms * 1000);
+      sleep_late[i] = deadline_timespec_sleep (now_us () + timeout_ms * 1000);
 
       start = now_us ();
       porta_lock_acquire_async (lock, timeout_ms, G_PRIORITY_DEFAULT, NULL, on_acquired, &w);
       g_main_loop_run (loop);
       g_clear_error (&w.error);
       async_late[i] = w.done_at - (start + timeout_ms * 1000);
+      start = now_us ();
+      g_timeout_add (timeout_ms, on_glib_timeout, &w);
+      g_main_loop_run (loop);
+      source_late[i] = w.done_at - (start + timeout_ms * 1000);
 
       thread = g_thread_new ("canceller", cancel_later, &canceller);
       if (porta_lock_acquire (lock, -1, c1, NULL))
         g_error ("acquired a held lock");
       sync_cancel[i] = now_us () - canceller.cancelled_at;
       g_thread_join (thread);
+      canceller.cancellable = c3;
+      poll_cancel[i] = cancel_poll_latency (&canceller);
 
       canceller.cancellable = c2;
       thread = g_thread_new ("canceller", cancel_later, &canceller);
@@ -487,14 +550,29 @@ bench_timeouts (void)
       g_clear_error (&w.error);
       async_cancel[i] = w.done_at - canceller.cancelled_at;
       g_thread_join (thread);
+
+      canceller.cancellable = c4;
+      g_source_set_callback (cancel_source, G_SOURCE_FUNC (on_cancellable_source), &w, NULL);
+      g_source_attach (cancel_source, NULL);
+      thread = g_thread_new ("canceller", cancel_later, &canceller);
+      g_main_loop_run (loop);
+      source_cancel[i] = w.done_at - canceller.cancelled_at;
+      g_thread_join (thread);
+      g_source_destroy (cancel_source);
     }
 
-  row ("4. timeout lateness, sync p50", percentile (sync_late, rounds, 0.50), "us", "", 0, "");
-  row ("4. timeout lateness, sync p99", percentile (sync_late, rounds, 0.99), "us", "", 0, "< 2000 us");
-  row ("4. timeout lateness, async p99", percentile (async_late, rounds, 0.99), "us", "", 0, "< 2000 us");
-  row ("4. cancellation latency, sync p50", percentile (sync_cancel, rounds, 0.50), "us", "", 0, "");
-  row ("4. cancellation latency, sync p99", percentile (sync_cancel, rounds, 0.99), "us", "", 0, "< 2000 us");
-  row ("4. cancellation latency, async p99", percentile (async_cancel, rounds, 0.99), "us", "", 0, "< 2000 us");
+  row ("4. timeout lateness, sync p50", percentile (sync_late, rounds, 0.50), "us",
+       "clock_nanosleep p50", percentile (sleep_late, rounds, 0.50), "");
+  row ("4. timeout lateness, sync p99", percentile (sync_late, rounds, 0.99), "us",
+       "clock_nanosleep p99", percentile (sleep_late, rounds, 0.99), "< 2000 us");
+  row ("4. timeout lateness, async p99", percentile (async_late, rounds, 0.99), "us",
+       "g_timeout_add p99", percentile (source_late, rounds, 0.99), "< 2000 us");
+  row ("4. cancellation latency, sync p50", percentile (sync_cancel, rounds, 0.50), "us",
+       "poll() on its fd p50", percentile (poll_cancel, rounds, 0.50), "");
+  row ("4. cancellation latency, sync p99", percentile (sync_cancel, rounds, 0.99), "us",
+       "poll() on its fd p99", percentile (poll_cancel, rounds, 0.99), "< 2000 us");
+  row ("4. cancellation latency, async p99", percentile (async_cancel, rounds, 0.99), "us",
+       "GCancellable source p99", percentile (source_cancel, rounds, 0.99), "< 2000 us");
 }
 
 /* 5. Throughput under contention: 8 processes x 2000 lock/unlock */

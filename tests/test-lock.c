@@ -1919,6 +1919,114 @@ test_follow_symlink_retargeted (gconstpointer data)
 }
 #endif
 
+#ifdef __linux__
+static guint
+count_threads (void)
+{
+  g_autoptr(GDir) dir = g_dir_open ("/proc/self/task", 0, NULL);
+  guint n = 0;
+
+  g_assert_nonnull (dir);
+  while (g_dir_read_name (dir) != NULL)
+    n++;
+  return n;
+}
+
+static void
+on_acquired_count (GObject      *source,
+                   GAsyncResult *result,
+                   gpointer      user_data)
+{
+  guint *n_acquired = user_data;
+  g_autoptr(GError) error = NULL;
+
+  g_assert_true (porta_lock_acquire_finish (PORTA_LOCK (source), result, &error));
+  g_assert_no_error (error);
+  (*n_acquired)++;
+}
+
+/* With one waiter thread allowed, a second async wait backs off; when the
+ * first wait's thread ends, the second is woken at once to take its place,
+ * without waiting for its next back-off retry (up to 100 ms away): a few
+ * iterations that do not block are enough. */
+static void
+test_async_thread_handed_on (void)
+{
+  g_autofree char *path_a = NULL;
+  g_autofree char *path_b = NULL;
+  g_autoptr(GMainContext) context = NULL;
+  g_autoptr(PortaLock) holder_a = NULL;
+  g_autoptr(PortaLock) holder_b = NULL;
+  g_autoptr(PortaLock) lock_a = NULL;
+  g_autoptr(PortaLock) lock_b = NULL;
+  guint n_acquired = 0, threads_idle, threads_one;
+  gint64 end;
+
+  if (!g_test_subprocess ())
+    {
+      g_setenv ("PORTALOCK_MAX_WAITER_THREADS", "1", TRUE);
+      g_test_trap_subprocess (NULL, (guint64) porta_test_scale_ms (20000) * 1000, 0);
+      g_unsetenv ("PORTALOCK_MAX_WAITER_THREADS");
+      g_test_trap_assert_passed ();
+      return;
+    }
+
+  path_a = porta_test_path ("handed-on-a.lock");
+  path_b = porta_test_path ("handed-on-b.lock");
+  context = g_main_context_new ();
+  g_main_context_push_thread_default (context);
+  holder_a = porta_lock_new_for_path (path_a, PORTA_LOCK_MODE_EXCLUSIVE);
+  holder_b = porta_lock_new_for_path (path_b, PORTA_LOCK_MODE_EXCLUSIVE);
+  lock_a = porta_lock_new_for_path (path_a, PORTA_LOCK_MODE_EXCLUSIVE);
+  lock_b = porta_lock_new_for_path (path_b, PORTA_LOCK_MODE_EXCLUSIVE);
+  /* A first wait, so that whatever threads GLib starts for good (its
+   * worker) are there before counting. */
+  assert_try_gets (holder_a);
+  porta_lock_acquire_async (lock_a, -1, G_PRIORITY_DEFAULT, NULL, on_acquired_count, &n_acquired);
+  assert_release (holder_a);
+  while (n_acquired < 1)
+    g_main_context_iteration (context, TRUE);
+  assert_release (lock_a);
+  n_acquired = 0;
+
+  assert_try_gets (holder_a);
+  assert_try_gets (holder_b);
+  threads_idle = count_threads ();
+
+  porta_lock_acquire_async (lock_a, -1, G_PRIORITY_DEFAULT, NULL, on_acquired_count, &n_acquired);
+  threads_one = count_threads ();
+  g_assert_cmpuint (threads_one, ==, threads_idle + 1);
+  porta_lock_acquire_async (lock_b, -1, G_PRIORITY_DEFAULT, NULL, on_acquired_count, &n_acquired);
+  g_assert_cmpuint (count_threads (), ==, threads_one);
+
+  /* Let the second wait's back-off grow for a while. */
+  end = g_get_monotonic_time () + 300 * 1000;
+  while (g_get_monotonic_time () < end)
+    g_main_context_iteration (context, FALSE), g_usleep (1000);
+  g_assert_cmpuint (n_acquired, ==, 0);
+
+  assert_release (holder_a);
+  while (n_acquired < 1)
+    g_main_context_iteration (context, TRUE);
+  g_assert_true (porta_lock_get_held (lock_a));
+
+  /* The first thread was reaped before its callback; the second wait
+   * takes the free slot within iterations that do not wait. */
+  for (int i = 0; i < 5; i++)
+    g_main_context_iteration (context, FALSE);
+  g_assert_cmpuint (count_threads (), ==, threads_one);
+  g_assert_cmpuint (n_acquired, ==, 1);
+
+  assert_release (holder_b);
+  while (n_acquired < 2)
+    g_main_context_iteration (context, TRUE);
+  g_assert_true (porta_lock_get_held (lock_b));
+  assert_release (lock_a);
+  assert_release (lock_b);
+  g_main_context_pop_thread_default (context);
+}
+#endif
+
 /* ---------------------------------------------------------------------- */
 /* Backend-independent                                                     */
 
@@ -2104,6 +2212,9 @@ main (int    argc,
     }
 
   g_test_add_func ("/lock/default-backend", test_default_backend);
+#ifdef __linux__
+  g_test_add_func ("/lock/async/thread-handed-on", test_async_thread_handed_on);
+#endif
   g_test_add_func ("/lock/new", test_new_for_gfile);
   g_test_add_func ("/lock/critical/negative-timeout", test_critical_negative_timeout);
   g_test_add_func ("/lock/critical/negative-timeout-async", test_critical_negative_timeout_async);
