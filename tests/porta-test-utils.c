@@ -43,6 +43,21 @@ porta_test_scale_ms (guint ms)
   return (guint) MIN ((guint64) ms * f, G_MAXINT / 2);
 }
 
+/* How many entries @dir has: files in a folder, or /proc/self/task's
+ * threads. */
+guint
+porta_test_count_entries (const char *dir)
+{
+  g_autoptr(GError) error = NULL;
+  g_autoptr(GDir) d = g_dir_open (dir, 0, &error);
+  guint n = 0;
+
+  g_assert_no_error (error);
+  while (g_dir_read_name (d) != NULL)
+    n++;
+  return n;
+}
+
 /* A path in the per-test folder that G_TEST_OPTION_ISOLATE_DIRS creates
  * and removes again. */
 char *

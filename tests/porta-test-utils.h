@@ -24,6 +24,7 @@ void            porta_test_init             (int                *argc,
                                              char             ***argv);
 guint           porta_test_scale_ms         (guint               ms);
 char           *porta_test_path             (const char         *name);
+guint           porta_test_count_entries    (const char         *dir);
 
 PortaTestChild *porta_test_child_spawnv     (const char * const *argv);
 char           *porta_test_child_read_line  (PortaTestChild     *child,

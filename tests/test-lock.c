@@ -1920,18 +1920,6 @@ test_follow_symlink_retargeted (gconstpointer data)
 #endif
 
 #ifdef __linux__
-static guint
-count_threads (void)
-{
-  g_autoptr(GDir) dir = g_dir_open ("/proc/self/task", 0, NULL);
-  guint n = 0;
-
-  g_assert_nonnull (dir);
-  while (g_dir_read_name (dir) != NULL)
-    n++;
-  return n;
-}
-
 static void
 on_acquired_count (GObject      *source,
                    GAsyncResult *result,
@@ -1991,13 +1979,13 @@ test_async_thread_handed_on (void)
 
   assert_try_gets (holder_a);
   assert_try_gets (holder_b);
-  threads_idle = count_threads ();
+  threads_idle = porta_test_count_entries ("/proc/self/task");
 
   porta_lock_acquire_async (lock_a, -1, G_PRIORITY_DEFAULT, NULL, on_acquired_count, &n_acquired);
-  threads_one = count_threads ();
+  threads_one = porta_test_count_entries ("/proc/self/task");
   g_assert_cmpuint (threads_one, ==, threads_idle + 1);
   porta_lock_acquire_async (lock_b, -1, G_PRIORITY_DEFAULT, NULL, on_acquired_count, &n_acquired);
-  g_assert_cmpuint (count_threads (), ==, threads_one);
+  g_assert_cmpuint (porta_test_count_entries ("/proc/self/task"), ==, threads_one);
 
   /* Let the second wait's back-off grow for a while. */
   end = g_get_monotonic_time () + 300 * 1000;
@@ -2014,7 +2002,7 @@ test_async_thread_handed_on (void)
    * takes the free slot within iterations that do not wait. */
   for (int i = 0; i < 5; i++)
     g_main_context_iteration (context, FALSE);
-  g_assert_cmpuint (count_threads (), ==, threads_one);
+  g_assert_cmpuint (porta_test_count_entries ("/proc/self/task"), ==, threads_one);
   g_assert_cmpuint (n_acquired, ==, 1);
 
   assert_release (holder_b);

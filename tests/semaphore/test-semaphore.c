@@ -258,19 +258,6 @@ elapsed_ms (gint64 since)
   return (g_get_monotonic_time () - since) / 1000;
 }
 
-static guint
-count_entries (const char *path)
-{
-  g_autoptr(GError) error = NULL;
-  g_autoptr(GDir) dir = g_dir_open (path, 0, &error);
-  guint n = 0;
-
-  g_assert_no_error (error);
-  while (g_dir_read_name (dir) != NULL)
-    n++;
-  return n;
-}
-
 /* Counts this process's descriptors open on files in @dir. */
 static guint
 count_fds_in (GFile *dir)
@@ -535,7 +522,7 @@ test_invalid_names (void)
     }
 
   /* Nothing was created outside the folder, nor in it. */
-  g_assert_cmpuint (count_entries (g_file_peek_path (dir)), ==, 0);
+  g_assert_cmpuint (porta_test_count_entries (g_file_peek_path (dir)), ==, 0);
 }
 
 static void
@@ -718,7 +705,7 @@ test_handoff_async (void)
   h0 = holders[0];
   h1 = holders[1];
   which = g_test_rand_bit () ? 1 : 0;
-  threads = count_entries ("/proc/self/task");
+  threads = porta_test_count_entries ("/proc/self/task");
   g_assert_cmpuint (count_fds_in (dir), ==, 0);
 
   porta_semaphore_acquire_async (sem, porta_test_scale_ms (20000), G_PRIORITY_DEFAULT,
@@ -743,7 +730,7 @@ test_handoff_async (void)
   /* The waits for the other slot ended before the result came: only the
    * slot won is still open, and their threads are gone. */
   g_assert_cmpuint (count_fds_in (dir), ==, 1);
-  g_assert_cmpuint (count_entries ("/proc/self/task"), ==, threads);
+  g_assert_cmpuint (porta_test_count_entries ("/proc/self/task"), ==, threads);
 
   porta_test_child_expect_line (holders[which], "released");
   g_assert_cmpint (porta_test_child_wait (holders[which], NULL), ==, 0);
@@ -883,7 +870,7 @@ test_stress_processes (void)
   g_test_message ("at most %u holders seen inside at once", max_seen);
   g_assert_cmpuint (max_seen, >=, 1);
   g_assert_cmpuint (max_seen, <=, max_holders);
-  g_assert_cmpuint (count_entries (markers), ==, 0);
+  g_assert_cmpuint (porta_test_count_entries (markers), ==, 0);
 }
 
 /* ---------------------------------------------------------------------- */
@@ -1030,8 +1017,8 @@ static void
 assert_nothing_left (guint fds_before,
                      guint threads_before)
 {
-  g_assert_cmpuint (count_entries ("/proc/self/fd"), ==, fds_before);
-  g_assert_cmpuint (count_entries ("/proc/self/task"), ==, threads_before);
+  g_assert_cmpuint (porta_test_count_entries ("/proc/self/fd"), ==, fds_before);
+  g_assert_cmpuint (porta_test_count_entries ("/proc/self/task"), ==, threads_before);
 }
 
 static void
@@ -1062,8 +1049,8 @@ test_no_leaks (void)
   g_assert_true (run_until_result (&result, 5000));
   g_clear_object (&result);
 
-  fds = count_entries ("/proc/self/fd");
-  threads = count_entries ("/proc/self/task");
+  fds = porta_test_count_entries ("/proc/self/fd");
+  threads = porta_test_count_entries ("/proc/self/task");
 
   g_assert_false (porta_semaphore_acquire (sem, 100, NULL, &error));
   g_assert_error (error, G_IO_ERROR, G_IO_ERROR_TIMED_OUT);
