@@ -49,7 +49,9 @@
  *
  * Async waits in threads are bounded: at most PORTALOCK_MAX_WAITER_THREADS
  * (default 64) at once in a process. Further async waits back off on their
- * main context, and each of them moves into a thread when one is free.
+ * main context, and when a thread ends, the one queued longest moves into
+ * it at once. All back-off waits of a context (at one priority) share one
+ * source.
  *
  * On Windows the wait is an overlapped LockFileEx(), which the kernel
  * completes when the lock is granted: a sync wait waits for its event and
@@ -401,7 +403,9 @@ typedef struct
   char                  *holder;
 
   /* back-off waits */
-  GSource               *retry_source;
+  struct _RetrySource   *retry_source;  /* shared; under retry_lock: */
+  GSequenceIter         *retry_iter;    /* where it is in its queue, or NULL */
+  gint64                 retry_at;      /* when it is to try again */
   GSource               *cancel_source;
   gint64                 delay;
 
@@ -435,14 +439,172 @@ async_wait_free (AsyncWait *w)
   g_free (w);
 }
 
+/* The back-off waits of one main context, at one priority, share one
+ * source, ready when the first of them is to try again. GLib looks at
+ * every source of a context at each iteration, so with a source of its own
+ * for each wait, a thousand waits cost their context about 100 us an
+ * iteration: a quarter of a core while they wait. */
+typedef struct _RetrySource
+{
+  GSource       source;
+  GMainContext *context;   /* not owned: the attached source lives in it */
+  int           priority;
+  GSequence    *queue;     /* AsyncWait *, by retry_at; under retry_lock */
+  guint         n_waits;   /* under retry_lock */
+} RetrySource;
+
+/* Waits retried at most in one dispatch: a chain of kicks (see
+ * slot_queue_kick()) or many retries due at once must not stall the
+ * context; the rest go in the next iteration. */
+#define RETRY_BATCH 64
+
+static GMutex  retry_lock;     /* taken before any GMainContext's lock */
+static GSList *retry_sources;  /* RetrySource *; under retry_lock */
+
+static void backoff_retry (AsyncWait *w);
+
+static int
+compare_retry_at (gconstpointer a,
+                  gconstpointer b,
+                  gpointer      user_data)
+{
+  const AsyncWait *wa = a, *wb = b;
+
+  if (wa->retry_at != wb->retry_at)
+    return wa->retry_at < wb->retry_at ? -1 : 1;
+  return wa < wb ? -1 : wa > wb;
+}
+
+/* Under retry_lock. */
+static void
+retry_source_update (RetrySource *rs)
+{
+  GSequenceIter *first = g_sequence_get_begin_iter (rs->queue);
+
+  g_source_set_ready_time (&rs->source,
+                           g_sequence_iter_is_end (first) ? -1 :
+                           ((AsyncWait *) g_sequence_get (first))->retry_at);
+}
+
+static gboolean
+retry_source_dispatch (GSource     *source,
+                       GSourceFunc  callback,
+                       gpointer     user_data)
+{
+  RetrySource *rs = (RetrySource *) source;
+  gint64 now = g_get_monotonic_time ();
+
+  for (int n = 0; n < RETRY_BATCH; n++)
+    {
+      GSequenceIter *first;
+      AsyncWait *w;
+
+      g_mutex_lock (&retry_lock);
+      if (g_source_is_destroyed (source))
+        {
+          g_mutex_unlock (&retry_lock);
+          return G_SOURCE_REMOVE;
+        }
+      first = g_sequence_get_begin_iter (rs->queue);
+      if (g_sequence_iter_is_end (first) ||
+          ((AsyncWait *) g_sequence_get (first))->retry_at > now)
+        {
+          retry_source_update (rs);
+          g_mutex_unlock (&retry_lock);
+          return G_SOURCE_CONTINUE;
+        }
+      w = g_sequence_get (first);
+      g_sequence_remove (first);
+      w->retry_iter = NULL;
+      g_mutex_unlock (&retry_lock);
+
+      /* It may finish, and free itself, or take a thread, or schedule
+       * its next try. */
+      backoff_retry (w);
+    }
+  return G_SOURCE_CONTINUE;   /* more are due: ready still */
+}
+
+static void
+retry_source_finalize (GSource *source)
+{
+  g_sequence_free (((RetrySource *) source)->queue);
+}
+
+static GSourceFuncs retry_source_funcs = {
+  NULL, NULL, retry_source_dispatch, retry_source_finalize, NULL, NULL,
+};
+
+static void
+retry_register (AsyncWait *w)
+{
+  RetrySource *rs = NULL;
+
+  g_mutex_lock (&retry_lock);
+  for (GSList *l = retry_sources; l != NULL && rs == NULL; l = l->next)
+    {
+      RetrySource *candidate = l->data;
+
+      if (candidate->context == w->context && candidate->priority == w->priority)
+        rs = candidate;
+    }
+  if (rs == NULL)
+    {
+      rs = (RetrySource *) g_source_new (&retry_source_funcs, sizeof (RetrySource));
+      rs->context = w->context;
+      rs->priority = w->priority;
+      rs->queue = g_sequence_new (NULL);
+      g_source_set_priority (&rs->source, w->priority);
+      g_source_set_static_name (&rs->source, "[portalock] retry locks");
+      g_source_attach (&rs->source, w->context);
+      retry_sources = g_slist_prepend (retry_sources, rs);
+    }
+  rs->n_waits++;
+  w->retry_source = rs;
+  g_mutex_unlock (&retry_lock);
+}
+
+/* When @w is to try again (0: at once); from any thread. */
+static void
+retry_schedule (AsyncWait *w,
+                gint64     at)
+{
+  g_mutex_lock (&retry_lock);
+  if (w->retry_iter != NULL)
+    g_sequence_remove (w->retry_iter);
+  w->retry_at = at;
+  w->retry_iter = g_sequence_insert_sorted (w->retry_source->queue, w, compare_retry_at, NULL);
+  retry_source_update (w->retry_source);
+  g_mutex_unlock (&retry_lock);
+}
+
+static void
+retry_unregister (AsyncWait *w)
+{
+  RetrySource *rs = w->retry_source;
+
+  if (rs == NULL)
+    return;
+  g_mutex_lock (&retry_lock);
+  if (w->retry_iter != NULL)
+    g_sequence_remove (w->retry_iter);
+  w->retry_iter = NULL;
+  w->retry_source = NULL;
+  if (--rs->n_waits == 0)
+    {
+      retry_sources = g_slist_remove (retry_sources, rs);
+      g_source_destroy (&rs->source);
+      g_source_unref (&rs->source);
+    }
+  else
+    retry_source_update (rs);
+  g_mutex_unlock (&retry_lock);
+}
+
 static void
 backoff_detach (AsyncWait *w)
 {
-  if (w->retry_source != NULL)
-    {
-      g_source_destroy (w->retry_source);
-      g_clear_pointer (&w->retry_source, g_source_unref);
-    }
+  retry_unregister (w);
   if (w->cancel_source != NULL)
     {
       g_source_destroy (w->cancel_source);
@@ -505,7 +667,7 @@ slot_queue_kick (void)
 
       w->queued = FALSE;
       w->kicked = TRUE;
-      g_source_set_ready_time (w->retry_source, 0);
+      retry_schedule (w, 0);
     }
   g_mutex_unlock (&slot_queue_lock);
 }
@@ -525,47 +687,23 @@ backoff_finish (AsyncWait *w,
   async_wait_free (w);
 }
 
-static gboolean backoff_retry (gpointer user_data);
 #ifdef HAVE_KERNEL_WAIT
 static gboolean thread_wait_start (AsyncWait *w);
 #endif
 
-static gboolean
-ready_time_source_dispatch (GSource     *source,
-                       GSourceFunc  callback,
-                       gpointer     user_data)
-{
-  g_source_set_ready_time (source, -1);
-  return callback (user_data);
-}
-
-static GSourceFuncs ready_time_source_funcs = {
-  NULL, NULL, ready_time_source_dispatch, NULL, NULL, NULL,
-};
-
-/* One source for the whole wait, woken by its ready time: microsecond
- * deadlines keep many waits' retries spread out instead of bunched into
- * the same millisecond. */
+/* The next try, at a microsecond time: many waits' retries stay spread out
+ * instead of bunched into the same millisecond. */
 static void
 backoff_schedule (AsyncWait *w)
 {
   gint64 sleep_us = backoff_sleep_us (&w->delay, w->deadline);
 
-  if (w->retry_source == NULL)
-    {
-      w->retry_source = g_source_new (&ready_time_source_funcs, sizeof (GSource));
-      g_source_set_priority (w->retry_source, w->priority);
-      g_source_set_callback (w->retry_source, backoff_retry, w, NULL);
-      g_source_set_static_name (w->retry_source, "[portalock] retry lock");
-      g_source_attach (w->retry_source, w->context);
-    }
-  g_source_set_ready_time (w->retry_source, g_get_monotonic_time () + sleep_us);
+  retry_schedule (w, g_get_monotonic_time () + sleep_us);
 }
 
-static gboolean
-backoff_retry (gpointer user_data)
+static void
+backoff_retry (AsyncWait *w)
 {
-  AsyncWait *w = user_data;
 #ifdef HAVE_KERNEL_WAIT
   gboolean kicked = w->local && slot_queue_leave (w);
 #endif
@@ -587,7 +725,7 @@ backoff_retry (gpointer user_data)
       if (kicked)
         slot_queue_kick ();
 #endif
-      return G_SOURCE_REMOVE;
+      return;
     }
 #ifdef HAVE_KERNEL_WAIT
   /* A local wait that backs off only for want of a thread takes one as
@@ -595,7 +733,7 @@ backoff_retry (gpointer user_data)
   if (w->local && thread_wait_start (w))
     {
       backoff_detach (w);
-      return G_SOURCE_REMOVE;
+      return;
     }
 #endif
   backoff_schedule (w);
@@ -603,7 +741,6 @@ backoff_retry (gpointer user_data)
   if (w->local)
     slot_queue_join (w);
 #endif
-  return G_SOURCE_CONTINUE;
 }
 
 static gboolean
@@ -628,6 +765,7 @@ backoff_wait_async (AsyncWait *w)
       g_source_set_static_name (w->cancel_source, "[portalock] lock wait cancelled");
       g_source_attach (w->cancel_source, w->context);
     }
+  retry_register (w);
   backoff_schedule (w);
 #ifdef HAVE_KERNEL_WAIT
   if (w->local)
@@ -656,6 +794,20 @@ get_max_waiter_threads (void)
     }
   return max_threads;
 }
+
+static gboolean
+ready_time_source_dispatch (GSource     *source,
+                            GSourceFunc  callback,
+                            gpointer     user_data)
+{
+  g_source_set_ready_time (source, -1);
+  return callback (user_data);
+}
+
+/* The source a waiter thread makes ready when its wait is over. */
+static GSourceFuncs ready_time_source_funcs = {
+  NULL, NULL, ready_time_source_dispatch, NULL, NULL, NULL,
+};
 
 static gboolean
 thread_wait_complete (gpointer user_data)

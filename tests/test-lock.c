@@ -1920,6 +1920,21 @@ test_follow_symlink_retargeted (gconstpointer data)
 #endif
 
 #ifdef __linux__
+/* The waiter-thread limit is read once per process: the test runs again
+ * in a subprocess with PORTALOCK_MAX_WAITER_THREADS=@max. TRUE in that
+ * subprocess; in the parent, checks that it passed. */
+static gboolean
+in_subprocess_with_max_threads (const char *max)
+{
+  if (g_test_subprocess ())
+    return TRUE;
+  g_setenv ("PORTALOCK_MAX_WAITER_THREADS", max, TRUE);
+  g_test_trap_subprocess (NULL, (guint64) porta_test_scale_ms (30000) * 1000, 0);
+  g_unsetenv ("PORTALOCK_MAX_WAITER_THREADS");
+  g_test_trap_assert_passed ();
+  return FALSE;
+}
+
 static void
 on_acquired_count (GObject      *source,
                    GAsyncResult *result,
@@ -1950,14 +1965,8 @@ test_async_thread_handed_on (void)
   guint n_acquired = 0, threads_idle, threads_one;
   gint64 end;
 
-  if (!g_test_subprocess ())
-    {
-      g_setenv ("PORTALOCK_MAX_WAITER_THREADS", "1", TRUE);
-      g_test_trap_subprocess (NULL, (guint64) porta_test_scale_ms (20000) * 1000, 0);
-      g_unsetenv ("PORTALOCK_MAX_WAITER_THREADS");
-      g_test_trap_assert_passed ();
-      return;
-    }
+  if (!in_subprocess_with_max_threads ("1"))
+    return;
 
   path_a = porta_test_path ("handed-on-a.lock");
   path_b = porta_test_path ("handed-on-b.lock");
@@ -2011,6 +2020,110 @@ test_async_thread_handed_on (void)
   g_assert_true (porta_lock_get_held (lock_b));
   assert_release (lock_a);
   assert_release (lock_b);
+  g_main_context_pop_thread_default (context);
+}
+
+typedef struct
+{
+  guint n_acquired;
+  guint n_cancelled;
+  guint n_timed_out;
+} BackOffCounts;
+
+static void
+on_back_off_done (GObject      *source,
+                  GAsyncResult *result,
+                  gpointer      user_data)
+{
+  BackOffCounts *counts = user_data;
+  g_autoptr(GError) error = NULL;
+
+  if (porta_lock_acquire_finish (PORTA_LOCK (source), result, &error))
+    {
+      counts->n_acquired++;
+      /* The next one gets it in turn. */
+      assert_release (PORTA_LOCK (source));
+    }
+  else if (g_error_matches (error, G_IO_ERROR, G_IO_ERROR_CANCELLED))
+    counts->n_cancelled++;
+  else if (g_error_matches (error, G_IO_ERROR, G_IO_ERROR_TIMED_OUT))
+    counts->n_timed_out++;
+  else
+    g_assert_no_error (error);
+}
+
+/* With no waiter threads, every async wait backs off on the main context,
+ * at three priorities, some cancelled and some timing out: each ends
+ * exactly once, with its own outcome, and the context is left with nothing
+ * to do. */
+static void
+test_async_back_off_many (void)
+{
+  const guint n = 30;
+  g_autofree char *path = NULL;
+  g_autoptr(GMainContext) context = NULL;
+  g_autoptr(GCancellable) cancellable = NULL;
+  g_autoptr(PortaLock) holder = NULL;
+  g_autoptr(GPtrArray) locks = NULL;
+  BackOffCounts counts = { 0, 0, 0 };
+  guint n_cancellable = 0, n_timed = 0;
+  int timeout = 0;
+  gint64 end;
+
+  if (!in_subprocess_with_max_threads ("0"))
+    return;
+
+  path = porta_test_path ("back-off-many.lock");
+  context = g_main_context_new ();
+  cancellable = g_cancellable_new ();
+  locks = g_ptr_array_new_with_free_func (g_object_unref);
+  g_main_context_push_thread_default (context);
+  holder = porta_lock_new_for_path (path, PORTA_LOCK_MODE_EXCLUSIVE);
+  assert_try_gets (holder);
+
+  for (guint i = 0; i < n; i++)
+    {
+      static const int priorities[] = { G_PRIORITY_HIGH, G_PRIORITY_DEFAULT, G_PRIORITY_LOW };
+      PortaLock *lock = porta_lock_new_for_path (path, PORTA_LOCK_MODE_EXCLUSIVE);
+      gboolean cancels = i % 5 == 0, times_out = i % 5 == 1;
+
+      g_ptr_array_add (locks, lock);
+      n_cancellable += cancels;
+      n_timed += times_out;
+      porta_lock_acquire_async (lock, times_out ? 100 : -1, priorities[i % 3],
+                                cancels ? cancellable : NULL, on_back_off_done, &counts);
+    }
+
+  /* The timed ones time out; the others go on backing off. */
+  end = g_get_monotonic_time () + porta_test_scale_ms (400) * (gint64) 1000;
+  while (g_get_monotonic_time () < end)
+    g_main_context_iteration (context, TRUE);
+  g_assert_cmpuint (counts.n_timed_out, ==, n_timed);
+  g_assert_cmpuint (counts.n_acquired + counts.n_cancelled, ==, 0);
+
+  g_cancellable_cancel (cancellable);
+  while (counts.n_cancelled < n_cancellable)
+    g_main_context_iteration (context, TRUE);
+
+  assert_release (holder);
+  while (counts.n_acquired < n - n_cancellable - n_timed)
+    g_main_context_iteration (context, TRUE);
+  g_assert_cmpuint (counts.n_cancelled, ==, n_cancellable);
+  g_assert_cmpuint (counts.n_timed_out, ==, n_timed);
+
+  /* Nothing is left to dispatch, and no source waits for a time. */
+  while (g_main_context_iteration (context, FALSE))
+    ;
+  g_assert_true (g_main_context_acquire (context));
+  {
+    int priority = 0;
+    GPollFD fds[4];
+
+    g_main_context_prepare (context, &priority);
+    g_main_context_query (context, G_MAXINT, &timeout, fds, G_N_ELEMENTS (fds));
+    g_main_context_release (context);
+  }
+  g_assert_cmpint (timeout, ==, -1);
   g_main_context_pop_thread_default (context);
 }
 #endif
@@ -2202,6 +2315,7 @@ main (int    argc,
   g_test_add_func ("/lock/default-backend", test_default_backend);
 #ifdef __linux__
   g_test_add_func ("/lock/async/thread-handed-on", test_async_thread_handed_on);
+  g_test_add_func ("/lock/async/back-off-many", test_async_back_off_many);
 #endif
   g_test_add_func ("/lock/new", test_new_for_gfile);
   g_test_add_func ("/lock/critical/negative-timeout", test_critical_negative_timeout);
