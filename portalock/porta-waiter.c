@@ -413,7 +413,7 @@ typedef struct
 #ifdef G_OS_UNIX
   pthread_t              thread;
 #endif
-  gboolean               local;
+  gboolean               local;        /* waits in a thread when one is free */
   GSource               *done_source;  /* made ready by the thread */
   int                    finished;     /* atomic: result and holder are set */
   GList                  slot_link;    /* in slot_queue, under slot_queue_lock */
@@ -869,8 +869,8 @@ thread_wait_main (void *data)
   return NULL;
 }
 
-/* Starts a thread for the wait if a slot is free and it can be
- * interrupted as it needs to be. */
+/* Starts a thread for a local wait (one that can be interrupted as it
+ * needs to be) if a slot is free. */
 static gboolean
 thread_wait_start (AsyncWait *w)
 {
@@ -878,12 +878,6 @@ thread_wait_start (AsyncWait *w)
   sigset_t all, old;
   int r;
 
-  if (get_interrupt_signal () == 0 && (w->deadline >= 0 || w->cancellable != NULL))
-    {
-      /* It can never have a thread: it backs off for good. */
-      w->local = FALSE;
-      return FALSE;
-    }
   if (g_atomic_int_add (&n_waiter_threads, 1) >= get_max_waiter_threads ())
     {
       g_atomic_int_add (&n_waiter_threads, -1);
@@ -1081,7 +1075,10 @@ porta_waiter_wait_async (const PortaBackendOps *ops,
   w->ino = lf->ino;
 
 #ifdef HAVE_KERNEL_WAIT
-  w->local = !back_off;
+  /* A wait that must be interruptible needs the signal to wait in a
+   * thread; without one it backs off for good. */
+  w->local = !back_off &&
+             (get_interrupt_signal () != 0 || (deadline < 0 && cancellable == NULL));
   if (w->local && thread_wait_start (w))
     return;
 #endif

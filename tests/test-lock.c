@@ -1823,6 +1823,19 @@ test_delete_on_release (gconstpointer data)
   g_assert_false (g_file_test (path, G_FILE_TEST_EXISTS));
 }
 
+/* The holder process @waiter holds the lock on the file at @path, and
+ * gives it up: @check, a lock on @path, is kept out until then. */
+static void
+assert_child_holds (PortaTestChild *waiter,
+                    PortaLock      *check,
+                    const char     *path)
+{
+  assert_try_blocked (check, path);
+  porta_test_child_release (waiter);
+  assert_try_gets (check);
+  assert_release (check);
+}
+
 static void
 test_delete_on_release_waiter (gconstpointer data)
 {
@@ -1844,10 +1857,7 @@ test_delete_on_release_waiter (gconstpointer data)
    * the deleted one: then nobody else can lock the path. */
   porta_test_child_expect_line (waiter, "locked");
   g_assert_true (g_file_test (path, G_FILE_TEST_IS_REGULAR));
-  assert_try_blocked (check, path);
-  porta_test_child_release (waiter);
-  assert_try_gets (check);
-  assert_release (check);
+  assert_child_holds (waiter, check, path);
 }
 
 #ifndef G_OS_WIN32
@@ -1875,10 +1885,7 @@ test_replaced_while_waiting (gconstpointer data)
 
   porta_test_child_expect_line (waiter, "locked");
   assert_file_contents (path, contents, strlen (contents));
-  assert_try_blocked (check, path);
-  porta_test_child_release (waiter);
-  assert_try_gets (check);
-  assert_release (check);
+  assert_child_holds (waiter, check, path);
 }
 
 /* A symbolic link pointed elsewhere while a waiter that follows it waits:
@@ -1910,12 +1917,9 @@ test_follow_symlink_retargeted (gconstpointer data)
   assert_release (lock);
 
   porta_test_child_expect_line (waiter, "locked");
-  assert_try_blocked (new_check, new_target);
   assert_try_gets (old_check);
   assert_release (old_check);
-  porta_test_child_release (waiter);
-  assert_try_gets (new_check);
-  assert_release (new_check);
+  assert_child_holds (waiter, new_check, new_target);
 }
 #endif
 
