@@ -238,6 +238,16 @@ close_noerror (int fd)
   errno = errsv;
 }
 
+/* Why opening for writing can fail where opening for reading may not: no
+ * write permission, a read-only filesystem or file attribute, or a program
+ * that is running (ETXTBSY: a lock file may be a script that locks itself,
+ * or a running program). */
+static gboolean
+write_refused (int errsv)
+{
+  return errsv == EACCES || errsv == EROFS || errsv == EPERM || errsv == ETXTBSY;
+}
+
 static int
 open_lock_fd (const char            *path,
               PortaLockMode          mode,
@@ -254,7 +264,7 @@ open_lock_fd (const char            *path,
     common |= O_NOFOLLOW;
 
   fd = open (path, O_RDWR | O_CREAT | common, 0644);
-  if (fd >= 0 || (errno != EACCES && errno != EROFS && errno != EPERM))
+  if (fd >= 0 || !write_refused (errno))
     return fd;
 
   /* Not writable: flock() locks and fcntl() read locks work on a
@@ -366,7 +376,7 @@ porta_lock_file_open (PortaLockFile          *lf,
     {
       int errsv = errno;
 
-      if ((errsv == EACCES || errsv == EROFS || errsv == EPERM) &&
+      if (write_refused (errsv) &&
           mode == PORTA_LOCK_MODE_EXCLUSIVE && ops->exclusive_needs_write)
         g_set_error (error, G_IO_ERROR, G_IO_ERROR_PERMISSION_DENIED,
                      _("Cannot take an exclusive %s lock on “%s”: "

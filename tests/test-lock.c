@@ -19,6 +19,7 @@
 #ifdef G_OS_WIN32
 # include <windows.h>
 #else
+# include <fcntl.h>
 # include <grp.h>
 # include <unistd.h>
 #endif
@@ -1788,6 +1789,70 @@ test_permission_denied (gconstpointer data)
   g_test_trap_assert_passed ();
 }
 
+/* A running program cannot be opened for writing (ETXTBSY), as a script
+ * that locks itself cannot be run while it is open for writing: locks
+ * that need no write access open it for reading, as for a read-only file. */
+static void
+test_running_program (gconstpointer data)
+{
+  PortaBackend backend = test_backend (data);
+  g_autofree char *path = porta_test_path ("running-program");
+  g_autoptr(GSubprocess) program = NULL;
+  g_autoptr(PortaLock) shared = NULL;
+  g_autoptr(PortaLock) exclusive = NULL;
+  g_autoptr(GError) error = NULL;
+  g_autofree char *contents = NULL;
+  gsize length = 0;
+
+  g_assert_true (g_file_get_contents ("/bin/sleep", &contents, &length, &error));
+  g_assert_true (g_file_set_contents_full (path, contents, length,
+                                           G_FILE_SET_CONTENTS_NONE, 0755, &error));
+  program = g_subprocess_new (G_SUBPROCESS_FLAGS_NONE, &error, path, "60", NULL);
+  g_assert_no_error (error);
+  /* Until the kernel has mapped it, the program is not yet "busy". */
+  while (TRUE)
+    {
+      int fd = g_open (path, O_RDWR, 0);
+
+      if (fd < 0)
+        {
+          g_assert_cmpint (errno, ==, ETXTBSY);
+          break;
+        }
+      g_close (fd, NULL);
+      g_usleep (1000);
+    }
+
+  shared = new_lock (path, PORTA_LOCK_MODE_SHARED, backend, 0);
+  assert_try_gets (shared);
+  /* Only flock() takes an exclusive lock through a read-only descriptor. */
+  if (backend == PORTA_BACKEND_FLOCK)
+    assert_other_process_blocked (backend, HOLD_EXCLUSIVE, path);
+  else
+    assert_other_process_gets (backend, HOLD_SHARED, path);
+  assert_release (shared);
+
+  exclusive = new_lock (path, PORTA_LOCK_MODE_EXCLUSIVE, backend, 0);
+  if (backend == PORTA_BACKEND_FLOCK)
+    {
+      assert_try_gets (exclusive);
+      assert_other_process_blocked (backend, HOLD_SHARED, path);
+      assert_release (exclusive);
+    }
+  else
+    {
+      /* fcntl() write locks need a descriptor open for writing. */
+      g_assert_false (porta_lock_try_acquire (exclusive, &error));
+      g_assert_error (error, G_IO_ERROR, G_IO_ERROR_PERMISSION_DENIED);
+      assert_message_mentions (error, path);
+      g_clear_error (&error);
+    }
+
+  g_subprocess_force_exit (program);
+  g_assert_true (g_subprocess_wait (program, NULL, &error));
+  assert_file_contents (path, contents, length);
+}
+
 /* ---------------------------------------------------------------------- */
 /* DELETE_ON_RELEASE                                                       */
 
@@ -2275,6 +2340,7 @@ static const BackendTest backend_tests[] = {
   { "bad/fifo", test_bad_fifo, TRUE },
   { "bad/symlink", test_bad_symlink, TRUE },
   { "bad/permission-denied", test_permission_denied, TRUE },
+  { "file/running-program", test_running_program, TRUE },
   { "follow-symlinks", test_follow_symlink, TRUE },
   { "follow-symlinks/retargeted-while-waiting", test_follow_symlink_retargeted, TRUE },
   { "replaced-while-waiting", test_replaced_while_waiting, TRUE },
