@@ -1,28 +1,42 @@
-/* portalock.c: run a command while holding a lock on a file
+/* portalock.c: flock(1) through the library
  *
  * SPDX-License-Identifier: LGPL-2.1-or-later
  *
- * flock(1)'s job through the library: the lock is taken and held by this
- * process, whose descriptors are close-on-exec, so the command never
- * inherits it and it is released the moment the command exits (as with
- * `flock -o`). Waiting happens on a main loop, so SIGINT, SIGTERM and SIGHUP
- * can cancel the wait; while the command runs they are forwarded to it.
+ * Runs a command while holding a lock on a file or folder, or locks (and
+ * unlocks) a descriptor that the shell opened, with flock(1)'s options and
+ * behaviour: a script written for flock(1) runs unchanged with portalock
+ * in its place. The differences that remain are deliberate, and listed in
+ * portalock(1) under "Differences from flock(1)"; tests/cli holds the two
+ * tools against each other.
  *
- * On Windows, Ctrl+C and Ctrl+Break (and closing the console) cancel the
- * wait, reported as SIGINT; while the command runs, it gets them from the
- * console it shares, and portalock waits for it.
+ * On Unix the lock file is opened here, as flock(1) opens it, and locked
+ * with the library's descriptor API, so that the command can inherit the
+ * locked descriptor as it does under flock(1): a command that outlives
+ * portalock (portalock killed, or the command daemonised) keeps the lock
+ * until the last process with the descriptor ends. -o keeps the descriptor
+ * from the command; -F runs the command in portalock's place. Waiting
+ * happens on a main loop, so SIGINT, SIGTERM and SIGHUP can cancel the
+ * wait; while the command runs they are forwarded to it.
+ *
+ * On Windows a #PortaLock holds the lock and the command does not inherit
+ * it; Ctrl+C and Ctrl+Break (and closing the console) cancel the wait,
+ * reported as SIGINT.
  */
 
 #include <errno.h>
 #include <fcntl.h>
+#include <getopt.h>
 #include <locale.h>
 #include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <glib.h>
 #include <glib/gi18n.h>
+#include <glib/gstdio.h>
 #include <gio/gio.h>
 
 #ifdef G_OS_UNIX
@@ -32,9 +46,11 @@
 # include <windows.h>
 /* sysexits.h's values, which Windows lacks. */
 # define EX_USAGE       64
+# define EX_DATAERR     65
 # define EX_NOINPUT     66
 # define EX_UNAVAILABLE 69
 # define EX_OSERR       71
+# define EX_CANTCREAT   73
 #endif
 
 #include <portalock/portalock.h>
@@ -50,30 +66,33 @@ typedef struct
 {
   PortaLockMode  mode;
   PortaBackend   backend;
+  gboolean       unlock;
   gboolean       nonblock;
   int            timeout_ms;     /* -1: wait for as long as it takes */
   double         timeout_s;      /* as given, for messages */
   int            conflict_exit;
   gboolean       close;
+  gboolean       no_fork;
   gboolean       verbose;
   gboolean       follow_symlinks;
   gboolean       status;
-  gboolean       version;
-  char          *shell_command;  /* -c before the file */
+  const char    *shell_command;  /* -c before the file */
 } Options;
 
 /* What the command inherits from portalock's own start, as it would from
  * flock(1): the descriptors above stderr that were open without
- * close-on-exec (a make jobserver, `exec 3>…`, socket activation), and the
- * signals that were ignored (nohup, background jobs of scripts). GLib's
- * spawn marks every descriptor above 2 close-on-exec and resets SIGINT,
- * SIGTERM, SIGHUP and SIGPIPE to their defaults in the child, and then
- * calls the child setup function, which undoes both for these. */
+ * close-on-exec (a make jobserver, `exec 3>…`, socket activation), the
+ * signals that were ignored (nohup, background jobs of scripts), and the
+ * lock's descriptor unless -o. GLib's spawn marks every descriptor above 2
+ * close-on-exec and resets SIGINT, SIGTERM, SIGHUP and SIGPIPE to their
+ * defaults in the child, and then calls the child setup function, which
+ * undoes both for these. */
 typedef struct
 {
   GArray *fds;
   int     ignored[4];
   guint   n_ignored;
+  int     lock_fd;               /* -1: the command does not inherit it */
 } Inheritance;
 
 #ifdef G_OS_UNIX
@@ -96,6 +115,7 @@ find_inheritance (Inheritance *inheritance)
 
   inheritance->fds = g_array_new (FALSE, FALSE, sizeof (int));
   inheritance->n_ignored = 0;
+  inheritance->lock_fd = -1;
   for (guint i = 0; i < G_N_ELEMENTS (resettable_signals); i++)
     if (signal_is_ignored (resettable_signals[i]))
       inheritance->ignored[inheritance->n_ignored++] = resettable_signals[i];
@@ -132,6 +152,8 @@ restore_inheritance (gpointer user_data)
     sigaction (inheritance->ignored[i], &ignore, NULL);
   for (guint i = 0; i < inheritance->fds->len; i++)
     fcntl (g_array_index (inheritance->fds, int, i), F_SETFD, 0);
+  if (inheritance->lock_fd >= 0)
+    fcntl (inheritance->lock_fd, F_SETFD, 0);
 }
 
 #else /* !G_OS_UNIX */
@@ -143,6 +165,7 @@ find_inheritance (Inheritance *inheritance)
 {
   inheritance->fds = g_array_new (FALSE, FALSE, sizeof (int));
   inheritance->n_ignored = 0;
+  inheritance->lock_fd = -1;
 }
 
 #endif /* G_OS_UNIX */
@@ -159,20 +182,28 @@ typedef struct
 struct _Tool
 {
   const Options *opts;
-  const char    *display;        /* the file as given, for messages */
+  const char    *path;           /* the lock file; NULL for a descriptor */
+  char          *display;        /* the file or descriptor, for messages */
+  int            fd;             /* Unix: the locked descriptor, or -1 */
+  gboolean       own_fd;         /* opened here (not the shell's) */
+#ifdef G_OS_WIN32
   PortaLock     *lock;
+#endif
   GMainLoop     *loop;
   GCancellable  *cancellable;
   GSubprocess   *child;          /* set while the command runs */
-  const Inheritance *inheritance; /* what the command inherits */
+  Inheritance   *inheritance;    /* what the command inherits */
   SignalWatch    watches[3];
   int            signal_received; /* the signal that ended the wait */
+  int            die_signal;     /* the signal to end portalock with */
   gboolean       acquired;
   GError        *error;
 };
 
 #ifdef G_OS_UNIX
 static const int forwarded_signals[] = { SIGINT, SIGTERM, SIGHUP };
+/* The signal mask portalock started with, for a command run with -F. */
+static sigset_t original_mask;
 #endif
 
 static void
@@ -184,7 +215,8 @@ say (const char *message)
 static int
 usage_error (const char *message)
 {
-  say (message);
+  if (message != NULL)
+    say (message);
   g_printerr (_("Try “%s --help” for more information.\n"), "portalock");
   return EX_USAGE;
 }
@@ -192,20 +224,13 @@ usage_error (const char *message)
 static const char *
 backend_name (PortaBackend backend)
 {
-  switch (backend)
-    {
-    case PORTA_BACKEND_FLOCK:
-      return "flock";
-    case PORTA_BACKEND_OFD:
-      return "ofd";
-    case PORTA_BACKEND_POSIX:
-      return "posix";
-    case PORTA_BACKEND_WIN32:
-      return "win32";
-    case PORTA_BACKEND_DEFAULT:
-    default:
-      return "default";
-    }
+  GEnumClass *klass = g_type_class_ref (PORTA_TYPE_BACKEND);
+  GEnumValue *value = g_enum_get_value (klass, backend);
+  const char *name = value != NULL ? value->value_nick : "default";
+
+  /* The nicks are static strings of the type, which stays registered. */
+  g_type_class_unref (klass);
+  return name;
 }
 
 static const char *
@@ -226,39 +251,12 @@ signal_name (int signum)
     }
 }
 
-/* Option callbacks */
+/* Options */
 
 static gboolean
-set_shared (const char  *option_name,
-            const char  *value,
-            gpointer     data,
-            GError     **error)
+parse_timeout (Options     *opts,
+               const char  *value)
 {
-  Options *opts = data;
-
-  opts->mode = PORTA_LOCK_MODE_SHARED;
-  return TRUE;
-}
-
-static gboolean
-set_exclusive (const char  *option_name,
-               const char  *value,
-               gpointer     data,
-               GError     **error)
-{
-  Options *opts = data;
-
-  opts->mode = PORTA_LOCK_MODE_EXCLUSIVE;
-  return TRUE;
-}
-
-static gboolean
-parse_timeout (const char  *option_name,
-               const char  *value,
-               gpointer     data,
-               GError     **error)
-{
-  Options *opts = data;
   char *end = NULL;
   double seconds;
   double ms;
@@ -268,9 +266,11 @@ parse_timeout (const char  *option_name,
   /* !(seconds >= 0) also refuses NaN */
   if (end == value || *end != '\0' || errno == EINVAL || !(seconds >= 0))
     {
-      g_set_error (error, G_OPTION_ERROR, G_OPTION_ERROR_BAD_VALUE,
-                   _("Invalid timeout “%s”: give a number of seconds, such as 5 or 0.25"),
-                   value);
+      g_autofree char *message =
+        g_strdup_printf (_("Invalid timeout “%s”: give a number of seconds, such as 5 or 0.25"),
+                         value);
+
+      say (message);
       return FALSE;
     }
   /* Round up, so that a tiny positive timeout still waits; the library
@@ -289,19 +289,17 @@ parse_timeout (const char  *option_name,
 }
 
 static gboolean
-parse_conflict_exit (const char  *option_name,
-                     const char  *value,
-                     gpointer     data,
-                     GError     **error)
+parse_conflict_exit (Options     *opts,
+                     const char  *value)
 {
-  Options *opts = data;
   guint64 code;
 
   if (!g_ascii_string_to_unsigned (value, 10, 0, 255, &code, NULL))
     {
-      g_set_error (error, G_OPTION_ERROR, G_OPTION_ERROR_BAD_VALUE,
-                   _("Invalid exit code “%s”: give a number from 0 to 255"),
-                   value);
+      g_autofree char *message =
+        g_strdup_printf (_("Invalid exit code “%s”: give a number from 0 to 255"), value);
+
+      say (message);
       return FALSE;
     }
   opts->conflict_exit = (int) code;
@@ -309,96 +307,192 @@ parse_conflict_exit (const char  *option_name,
 }
 
 static gboolean
-parse_backend (const char  *option_name,
-               const char  *value,
-               gpointer     data,
-               GError     **error)
+parse_backend (Options     *opts,
+               const char  *value)
 {
-  Options *opts = data;
+  GEnumClass *klass = g_type_class_ref (PORTA_TYPE_BACKEND);
+  GEnumValue *backend = g_enum_get_value_by_nick (klass, value);
 
-  if (g_str_equal (value, "flock"))
-    opts->backend = PORTA_BACKEND_FLOCK;
-  else if (g_str_equal (value, "ofd"))
-    opts->backend = PORTA_BACKEND_OFD;
-  else if (g_str_equal (value, "posix"))
-    opts->backend = PORTA_BACKEND_POSIX;
-  else if (g_str_equal (value, "win32"))
-    opts->backend = PORTA_BACKEND_WIN32;
-  else
+  if (backend != NULL && backend->value != PORTA_BACKEND_DEFAULT)
+    opts->backend = backend->value;
+  g_type_class_unref (klass);
+  if (backend == NULL || backend->value == PORTA_BACKEND_DEFAULT)
     {
-      g_set_error (error, G_OPTION_ERROR, G_OPTION_ERROR_BAD_VALUE,
-                   _("Unknown backend “%s”: use flock, ofd, posix or win32"),
-                   value);
+      g_autofree char *message =
+        g_strdup_printf (_("Unknown backend “%s”: use flock, ofd, posix or win32"), value);
+
+      say (message);
       return FALSE;
     }
   return TRUE;
 }
 
-static PortaLockFlags
-lock_flags (const Options *opts)
+static void
+print_option (const char *names,
+              const char *description)
 {
-  return opts->follow_symlinks ? PORTA_LOCK_FLAGS_FOLLOW_SYMLINKS : PORTA_LOCK_FLAGS_NONE;
+  g_print ("  %-30s %s\n", names, description);
 }
 
-static GOptionContext *
-make_option_context (Options *opts)
+static void
+print_help (void)
 {
-  const GOptionEntry entries[] = {
-    { "shared", 's', G_OPTION_FLAG_NO_ARG, G_OPTION_ARG_CALLBACK, set_shared,
-      N_("Take a shared lock"), NULL },
-    { "exclusive", 'x', G_OPTION_FLAG_NO_ARG, G_OPTION_ARG_CALLBACK, set_exclusive,
-      N_("Take an exclusive lock (the default)"), NULL },
-    { "nonblock", 'n', 0, G_OPTION_ARG_NONE, &opts->nonblock,
-      N_("Fail at once if the lock is taken, instead of waiting"), NULL },
-    { "timeout", 'w', 0, G_OPTION_ARG_CALLBACK, parse_timeout,
-      N_("Wait at most SECONDS for the lock (fractions allowed)"), N_("SECONDS") },
-    { "wait", 0, G_OPTION_FLAG_HIDDEN, G_OPTION_ARG_CALLBACK, parse_timeout,
-      NULL, NULL },
-    { "conflict-exit-code", 'E', 0, G_OPTION_ARG_CALLBACK, parse_conflict_exit,
-      N_("Exit status when the lock is taken (-n) or the wait times out (-w); 1 by default"),
-      N_("N") },
-    { "close", 'o', 0, G_OPTION_ARG_NONE, &opts->close,
-      N_("Do not let the command inherit the lock (it never does: see portalock(1))"), NULL },
-    { "command", 'c', 0, G_OPTION_ARG_FILENAME, &opts->shell_command,
-      N_("Run SHELL-COMMAND with /bin/sh -c (on Windows, cmd.exe /c)"), N_("SHELL-COMMAND") },
-    { "backend", 0, 0, G_OPTION_ARG_CALLBACK, parse_backend,
-      N_("Lock with flock (the default on Unix), ofd, posix or win32 (the default on Windows) locks"), N_("BACKEND") },
-    { "follow-symlinks", 0, 0, G_OPTION_ARG_NONE, &opts->follow_symlinks,
-      N_("Lock the file a symbolic link points to, instead of refusing the link"), NULL },
-    { "status", 0, 0, G_OPTION_ARG_NONE, &opts->status,
-      N_("Tell whether FILE is locked and by whom, and exit"), NULL },
-    { "verbose", 0, 0, G_OPTION_ARG_NONE, &opts->verbose,
-      N_("Tell on standard error when waiting, for how long, and who holds the lock"), NULL },
-    { "version", 'V', 0, G_OPTION_ARG_NONE, &opts->version,
-      N_("Show the version and exit"), NULL },
-    G_OPTION_ENTRY_NULL
-  };
-  GOptionContext *context;
-  GOptionGroup *group;
+  g_print ("%s\n", _("Usage:"));
+  g_print ("  portalock [%s] %s\n", _("OPTION…"), _("FILE|FOLDER COMMAND [ARGUMENT…]"));
+  g_print ("  portalock [%s] %s\n", _("OPTION…"), _("FILE|FOLDER -c SHELL-COMMAND"));
+  g_print ("  portalock [%s] %s\n", _("OPTION…"), _("DESCRIPTOR-NUMBER"));
+  g_print ("  portalock --status [--backend=%s] %s\n", _("BACKEND"), _("FILE"));
+  g_print ("\n%s\n\n",
+           _("Runs COMMAND while holding a lock on FILE or FOLDER (a file is created "
+             "if missing), or locks the descriptor DESCRIPTOR-NUMBER that the shell "
+             "opened, as flock(1) does."));
+  g_print ("%s\n", _("Options:"));
+  print_option ("-s, --shared", _("Take a shared lock"));
+  print_option ("-x, -e, --exclusive", _("Take an exclusive lock (the default)"));
+  print_option ("-u, --unlock", _("Unlock DESCRIPTOR-NUMBER instead of locking it"));
+  print_option ("-n, --nonblock, --nb", _("Fail at once if the lock is taken, instead of waiting"));
+  print_option ("-w, --timeout SECONDS", _("Wait at most SECONDS for the lock (fractions allowed)"));
+  print_option ("-E, --conflict-exit-code N",
+                _("Exit status when the lock is taken (-n) or the wait times out (-w); 1 by default"));
+  print_option ("-o, --close",
+                _("Keep the lock from the command: it ends when portalock does"));
+  print_option ("-F, --no-fork", _("Run the command in place of portalock, keeping the lock"));
+  print_option ("-c, --command SHELL-COMMAND",
+                _("Run SHELL-COMMAND with $SHELL -c (/bin/sh if unset)"));
+  print_option ("--fcntl", _("Lock with open file description locks (--backend=ofd)"));
+  print_option ("--backend BACKEND",
+                _("Lock with flock (the default on Unix), ofd, posix or win32 (the default on Windows) locks"));
+  print_option ("--follow-symlinks",
+                _("Lock the file a symbolic link points to, instead of refusing the link"));
+  print_option ("--status", _("Tell whether FILE is locked and by whom, and exit"));
+  print_option ("--verbose",
+                _("Tell on standard error when waiting, for how long, and who holds the lock"));
+  print_option ("-h, --help", _("Show this help and exit"));
+  print_option ("-V, --version", _("Show the version and exit"));
+  g_print ("\n%s\n\n%s\n",
+           _("Exit status: the command's, or 128+N if signal N killed it; 1 (or N of -E) "
+             "if the lock is taken with -n or the wait times out; 64 for a usage error; "
+             "65 if the descriptor cannot be locked; 66 if FILE cannot be opened or "
+             "created; 69 if FILE cannot be locked there; 71 for another system error; "
+             "73 if FILE cannot be created on a full or read-only filesystem; 126 or "
+             "127 if the command cannot be run. A SIGHUP, SIGINT or SIGTERM that ends "
+             "the wait ends portalock with that signal. --status exits with 0 if the "
+             "lock is free and 1 if it is held."),
+           _("See portalock(1) for more, and its list of differences from flock(1)."));
+}
 
-  context = g_option_context_new (_("FILE COMMAND [ARGUMENT…]"));
-  group = g_option_group_new (NULL, NULL, NULL, opts, NULL);
-  g_option_group_add_entries (group, entries);
-  g_option_group_set_translation_domain (group, GETTEXT_PACKAGE);
-  g_option_context_set_main_group (context, group);
-  g_option_context_set_translation_domain (context, GETTEXT_PACKAGE);
-  /* Options end at FILE, as with flock(1): what follows is the command's. */
-  g_option_context_set_strict_posix (context, TRUE);
-  g_option_context_set_summary (context,
-    _("Runs COMMAND while holding a lock on FILE, which is created if missing.\n"
-      "\n"
-      "  portalock [OPTION…] FILE -c SHELL-COMMAND\n"
-      "  portalock --status [--backend=BACKEND] FILE"));
-  g_option_context_set_description (context,
-    _("Exit status: the command's, or 128+N if signal N killed it; 1 (or N of -E) "
-      "if the lock is taken with -n or the wait times out; 64 for a usage error; "
-      "66 if FILE cannot be opened or created; 69 if FILE cannot be locked there; "
-      "71 for another system error; 126 or 127 if the command cannot be run; "
-      "129, 130 or 143 if SIGHUP, SIGINT or SIGTERM ended the wait. "
-      "--status exits with 0 if the lock is free and 1 if it is held.\n"
-      "\n"
-      "See portalock(1) for more."));
-  return context;
+enum
+{
+  OPTION_FCNTL = 256,
+  OPTION_BACKEND,
+  OPTION_FOLLOW_SYMLINKS,
+  OPTION_STATUS,
+  OPTION_VERBOSE,
+};
+
+/* flock(1)'s parsing: getopt_long, so options may be grouped (-nE5), take
+ * attached values (-w0.2) and be abbreviated (--nonb), and they end at the
+ * first argument that is not one (+), the file, whose command's options
+ * are its own. Returns -1 to go on, or the status to exit with. */
+static int
+parse_options (int       argc,
+               char    **argv,
+               Options  *opts,
+               int      *first_argument)
+{
+  static const struct option long_options[] = {
+    { "shared", no_argument, NULL, 's' },
+    { "exclusive", no_argument, NULL, 'x' },
+    { "unlock", no_argument, NULL, 'u' },
+    { "nonblock", no_argument, NULL, 'n' },
+    { "nonblocking", no_argument, NULL, 'n' },
+    { "nb", no_argument, NULL, 'n' },
+    { "timeout", required_argument, NULL, 'w' },
+    { "wait", required_argument, NULL, 'w' },
+    { "conflict-exit-code", required_argument, NULL, 'E' },
+    { "close", no_argument, NULL, 'o' },
+    { "no-fork", no_argument, NULL, 'F' },
+    { "command", required_argument, NULL, 'c' },
+    { "fcntl", no_argument, NULL, OPTION_FCNTL },
+    { "backend", required_argument, NULL, OPTION_BACKEND },
+    { "follow-symlinks", no_argument, NULL, OPTION_FOLLOW_SYMLINKS },
+    { "status", no_argument, NULL, OPTION_STATUS },
+    { "verbose", no_argument, NULL, OPTION_VERBOSE },
+    { "help", no_argument, NULL, 'h' },
+    { "version", no_argument, NULL, 'V' },
+    { NULL, 0, NULL, 0 },
+  };
+  int option;
+
+  /* getopt's own messages ("unrecognized option") name argv[0]. */
+  argv[0] = (char *) "portalock";
+  opterr = 1;
+  while ((option = getopt_long (argc, argv, "+sexunoFw:E:c:hV", long_options, NULL)) != -1)
+    {
+      switch (option)
+        {
+        case 's':
+          opts->mode = PORTA_LOCK_MODE_SHARED;
+          break;
+        case 'e':
+        case 'x':
+          opts->mode = PORTA_LOCK_MODE_EXCLUSIVE;
+          break;
+        case 'u':
+          opts->unlock = TRUE;
+          break;
+        case 'n':
+          opts->nonblock = TRUE;
+          break;
+        case 'w':
+          if (!parse_timeout (opts, optarg))
+            return usage_error (NULL);
+          break;
+        case 'E':
+          if (!parse_conflict_exit (opts, optarg))
+            return usage_error (NULL);
+          break;
+        case 'o':
+          opts->close = TRUE;
+          break;
+        case 'F':
+          opts->no_fork = TRUE;
+          break;
+        case 'c':
+          opts->shell_command = optarg;
+          break;
+        case OPTION_FCNTL:
+          opts->backend = PORTA_BACKEND_OFD;
+          break;
+        case OPTION_BACKEND:
+          if (!parse_backend (opts, optarg))
+            return usage_error (NULL);
+          break;
+        case OPTION_FOLLOW_SYMLINKS:
+          opts->follow_symlinks = TRUE;
+          break;
+        case OPTION_STATUS:
+          opts->status = TRUE;
+          break;
+        case OPTION_VERBOSE:
+          opts->verbose = TRUE;
+          break;
+        case 'h':
+          print_help ();
+          return 0;
+        case 'V':
+          g_print ("portalock %s\n", PACKAGE_VERSION);
+          return 0;
+        default:
+          /* getopt has said what is wrong. */
+          return usage_error (NULL);
+        }
+    }
+  if (opts->no_fork && opts->close)
+    return usage_error (_("The --no-fork and --close options are incompatible: "
+                          "nothing would be left to hold the lock"));
+  *first_argument = optind;
+  return -1;
 }
 
 /* Errors */
@@ -423,30 +517,255 @@ exit_code_for_error (const GError *error,
     case G_IO_ERROR_TOO_MANY_LINKS:
     case G_IO_ERROR_FILENAME_TOO_LONG:
     case G_IO_ERROR_INVALID_FILENAME:
+      return EX_NOINPUT;
     case G_IO_ERROR_READ_ONLY:
     case G_IO_ERROR_NO_SPACE:
-      return EX_NOINPUT;
+      return EX_CANTCREAT;
     case G_IO_ERROR_NOT_SUPPORTED:
     case G_IO_ERROR_BUSY:
       return EX_UNAVAILABLE;
+    case G_IO_ERROR_FAILED:
+    case G_IO_ERROR_INVALID_ARGUMENT:
+      /* A descriptor that cannot be locked (not open, or not open for
+       * writing for an fcntl() write lock), as flock(1) reports it. */
+      return EX_DATAERR;
     default:
       return EX_OSERR;
     }
 }
 
-/* Holder descriptions, as the library words them */
-static char *
-describe_holder (PortaLock *lock)
+/* The lock: opened, tried, waited for, described */
+
+#ifdef G_OS_UNIX
+
+/* Opens the lock file as flock(1) does: for reading, which is all flock()
+ * and fcntl() read locks need (so a script can lock itself and still be
+ * run, and a running program can be locked), creating it if missing; for
+ * writing only for an fcntl() write lock. A folder is opened for reading.
+ * Unlike flock(1), a symbolic link is refused unless --follow-symlinks,
+ * and so is anything but a file or a folder. */
+static gboolean
+open_lock_file (Tool    *tool,
+                int     *exit_status,
+                GError **error)
 {
+  const Options *opts = tool->opts;
+  gboolean need_write = opts->mode == PORTA_LOCK_MODE_EXCLUSIVE &&
+                        opts->backend != PORTA_BACKEND_FLOCK;
+  /* O_NONBLOCK: opening a FIFO must fail the type check below, not wait
+   * for a writer; it is cleared once the file is known. */
+  int common = O_NOCTTY | O_CLOEXEC | O_NONBLOCK |
+               (opts->follow_symlinks ? 0 : O_NOFOLLOW);
+  struct stat st;
+  int fd;
+  int errsv;
+
+  fd = open (tool->path, (need_write ? O_RDWR : O_RDONLY) | O_CREAT | common, 0666);
+  if (fd < 0 && errno == EISDIR)
+    fd = open (tool->path, O_RDONLY | common);
+  if (fd < 0)
+    {
+      errsv = errno;
+      if (errsv == ENOENT && !g_file_test (tool->path, G_FILE_TEST_EXISTS))
+        {
+          g_autofree char *dir = g_path_get_dirname (tool->display);
+
+          if (!g_file_test (dir, G_FILE_TEST_IS_DIR))
+            {
+              g_set_error (error, G_IO_ERROR, G_IO_ERROR_NOT_FOUND,
+                           _("Cannot create lock file “%s”: the folder “%s” does not exist"),
+                           tool->display, dir);
+              *exit_status = EX_NOINPUT;
+              return FALSE;
+            }
+        }
+      if (errsv == ELOOP && !opts->follow_symlinks)
+        g_set_error (error, G_IO_ERROR, G_IO_ERROR_TOO_MANY_LINKS,
+                     _("Refusing to lock “%s”: it is a symbolic link, and locks "
+                       "follow symbolic links only when asked to"),
+                     tool->display);
+      else if (need_write && (errsv == EACCES || errsv == EROFS || errsv == EPERM ||
+                              errsv == ETXTBSY))
+        g_set_error (error, G_IO_ERROR, G_IO_ERROR_PERMISSION_DENIED,
+                     _("Cannot take an exclusive %s lock on “%s”: "
+                       "the file cannot be opened for writing (%s)"),
+                     backend_name (opts->backend), tool->display, g_strerror (errsv));
+      else
+        g_set_error (error, G_IO_ERROR, g_io_error_from_errno (errsv),
+                     _("Cannot open lock file “%s”: %s"), tool->display, g_strerror (errsv));
+      if (errsv == ENOMEM || errsv == EMFILE || errsv == ENFILE)
+        *exit_status = EX_OSERR;
+      else if (errsv == EROFS || errsv == ENOSPC)
+        *exit_status = EX_CANTCREAT;
+      else
+        *exit_status = EX_NOINPUT;
+      return FALSE;
+    }
+
+  if (fstat (fd, &st) != 0 || (!S_ISREG (st.st_mode) && !S_ISDIR (st.st_mode)))
+    {
+      g_set_error (error, G_IO_ERROR, G_IO_ERROR_NOT_REGULAR_FILE,
+                   _("Cannot lock “%s”: it is not a regular file"), tool->display);
+      *exit_status = EX_NOINPUT;
+      close (fd);
+      return FALSE;
+    }
+  fcntl (fd, F_SETFL, fcntl (fd, F_GETFL) & ~O_NONBLOCK);
+  tool->fd = fd;
+  tool->own_fd = TRUE;
+  return TRUE;
+}
+
+static void
+close_lock_file (Tool *tool)
+{
+  if (tool->own_fd && tool->fd >= 0)
+    close (tool->fd);
+  tool->fd = -1;
+  tool->own_fd = FALSE;
+}
+
+/* Whether the file locked is no longer the one at the path: deleted, or
+ * replaced by a rename, while we waited (its holder may delete it when it
+ * is done). Then the lock guards nothing, and the file is opened again. */
+static gboolean
+lock_file_replaced (Tool *tool)
+{
+  struct stat held, now;
+  int r;
+
+  if (tool->path == NULL || fstat (tool->fd, &held) != 0)
+    return FALSE;
+  if (held.st_nlink == 0)
+    return TRUE;
+  if (S_ISREG (held.st_mode) && held.st_nlink == 1 && !tool->opts->follow_symlinks)
+    return FALSE;
+  r = tool->opts->follow_symlinks ? stat (tool->path, &now) : lstat (tool->path, &now);
+  return r != 0 || now.st_dev != held.st_dev || now.st_ino != held.st_ino;
+}
+
+static gboolean
+lock_try (Tool    *tool,
+          GError **error)
+{
+  return porta_fd_lock (tool->fd, tool->opts->mode, tool->opts->backend, 0, NULL, error);
+}
+
+static void on_locked (GObject *source, GAsyncResult *result, gpointer user_data);
+
+static void
+lock_wait_async (Tool *tool,
+                 int   timeout_ms)
+{
+  porta_fd_lock_async (tool->fd, tool->opts->mode, tool->opts->backend, timeout_ms,
+                       G_PRIORITY_DEFAULT, tool->cancellable, on_locked, tool);
+}
+
+static gboolean
+lock_wait_finish (Tool          *tool,
+                  GAsyncResult  *result,
+                  GError       **error)
+{
+  return porta_fd_lock_finish (result, error);
+}
+
+/* The lock's holder is looked up by the file's path: the descriptor's,
+ * from /proc, when the shell opened it. Looking it up opens nothing. */
+static char *
+describe_holder (Tool *tool)
+{
+  g_autofree char *fd_link = g_strdup_printf ("/proc/self/fd/%d", tool->fd);
+  g_autofree char *target = tool->path == NULL ? g_file_read_link (fd_link, NULL) : NULL;
+  const char *path = tool->path != NULL ? tool->path : target;
+  g_autoptr(GFile) file = NULL;
+  g_autoptr(PortaLock) lock = NULL;
   g_autofree char *command = NULL;
   int pid = 0;
 
+  if (path == NULL)
+    return g_strdup (_("an unknown process"));
+  file = g_file_new_for_commandline_arg (path);
+  lock = porta_lock_new_full (file, PORTA_LOCK_MODE_EXCLUSIVE, tool->opts->backend,
+                              PORTA_LOCK_FLAGS_FOLLOW_SYMLINKS);
   if (!porta_lock_query_holder (lock, &pid, &command, NULL) || pid <= 0)
     return g_strdup (_("an unknown process"));
   if (command == NULL)
     return g_strdup_printf (_("process %d"), pid);
   return g_strdup_printf (_("process %d (%s)"), pid, command);
 }
+
+#else /* !G_OS_UNIX */
+
+static gboolean
+open_lock_file (Tool    *tool,
+                int     *exit_status,
+                GError **error)
+{
+  g_autoptr(GFile) file = g_file_new_for_commandline_arg (tool->path);
+
+  tool->lock = porta_lock_new_full (file, tool->opts->mode, tool->opts->backend,
+                                    tool->opts->follow_symlinks ? PORTA_LOCK_FLAGS_FOLLOW_SYMLINKS
+                                                                : PORTA_LOCK_FLAGS_NONE);
+  return TRUE;
+}
+
+static void
+close_lock_file (Tool *tool)
+{
+  g_autoptr(GError) error = NULL;
+
+  if (tool->lock != NULL && porta_lock_get_held (tool->lock) &&
+      !porta_lock_release (tool->lock, &error))
+    say (error->message);
+  g_clear_object (&tool->lock);
+}
+
+static gboolean
+lock_file_replaced (Tool *tool)
+{
+  /* PortaLock checks this itself. */
+  return FALSE;
+}
+
+static gboolean
+lock_try (Tool    *tool,
+          GError **error)
+{
+  return porta_lock_try_acquire (tool->lock, error);
+}
+
+static void on_locked (GObject *source, GAsyncResult *result, gpointer user_data);
+
+static void
+lock_wait_async (Tool *tool,
+                 int   timeout_ms)
+{
+  porta_lock_acquire_async (tool->lock, timeout_ms, G_PRIORITY_DEFAULT,
+                            tool->cancellable, on_locked, tool);
+}
+
+static gboolean
+lock_wait_finish (Tool          *tool,
+                  GAsyncResult  *result,
+                  GError       **error)
+{
+  return porta_lock_acquire_finish (tool->lock, result, error);
+}
+
+static char *
+describe_holder (Tool *tool)
+{
+  g_autofree char *command = NULL;
+  int pid = 0;
+
+  if (!porta_lock_query_holder (tool->lock, &pid, &command, NULL) || pid <= 0)
+    return g_strdup (_("an unknown process"));
+  if (command == NULL)
+    return g_strdup_printf (_("process %d"), pid);
+  return g_strdup_printf (_("process %d (%s)"), pid, command);
+}
+
+#endif /* G_OS_UNIX */
 
 /* --status */
 
@@ -455,8 +774,9 @@ run_status (const Options *opts,
             const char    *path)
 {
   g_autoptr(GFile) file = g_file_new_for_commandline_arg (path);
-  g_autoptr(PortaLock) lock = porta_lock_new_full (file, PORTA_LOCK_MODE_EXCLUSIVE,
-                                                   opts->backend, lock_flags (opts));
+  g_autoptr(PortaLock) lock = porta_lock_new_full (file, PORTA_LOCK_MODE_EXCLUSIVE, opts->backend,
+                                                   opts->follow_symlinks ? PORTA_LOCK_FLAGS_FOLLOW_SYMLINKS
+                                                                         : PORTA_LOCK_FLAGS_NONE);
   g_autoptr(GError) error = NULL;
   g_autofree char *display = g_filename_display_name (path);
   g_autofree char *command = NULL;
@@ -541,6 +861,23 @@ unwatch_signals (Tool *tool)
       }
 }
 
+/* Ends portalock with the signal that ended the wait, as it ends flock(1):
+ * a shell that sees its child die of SIGINT stops the script too, where a
+ * plain exit status of 130 would let it go on. */
+static void
+die_of_signal (int signum)
+{
+  struct sigaction action = { 0 };
+  sigset_t set;
+
+  action.sa_handler = SIG_DFL;
+  sigaction (signum, &action, NULL);
+  sigemptyset (&set);
+  sigaddset (&set, signum);
+  sigprocmask (SIG_UNBLOCK, &set, NULL);
+  raise (signum);
+}
+
 #else /* !G_OS_UNIX */
 
 /* The console control handler runs in a thread of its own. */
@@ -577,6 +914,12 @@ unwatch_signals (Tool *tool)
   g_atomic_pointer_set (&console_tool, NULL);
 }
 
+static void
+die_of_signal (int signum)
+{
+  /* Windows has no such death: the exit status tells. */
+}
+
 #endif /* G_OS_UNIX */
 
 /* Dispatches the signals that arrived while the main loop did not run. */
@@ -590,13 +933,13 @@ dispatch_pending (void)
 /* Acquiring */
 
 static void
-on_acquired (GObject      *source,
-             GAsyncResult *result,
-             gpointer      user_data)
+on_locked (GObject      *source,
+           GAsyncResult *result,
+           gpointer      user_data)
 {
   Tool *tool = user_data;
 
-  tool->acquired = porta_lock_acquire_finish (PORTA_LOCK (source), result, &tool->error);
+  tool->acquired = lock_wait_finish (tool, result, &tool->error);
   g_main_loop_quit (tool->loop);
 }
 
@@ -604,7 +947,7 @@ static void
 say_waiting (Tool *tool,
              int   timeout_ms)
 {
-  g_autofree char *holder = describe_holder (tool->lock);
+  g_autofree char *holder = describe_holder (tool);
   g_autofree char *message = NULL;
 
   if (timeout_ms < 0)
@@ -634,87 +977,109 @@ say_acquired (Tool   *tool,
   say (message);
 }
 
-/* Returns 0 with the lock held, or the exit status to end with. */
+/* How long is left of the wait that started at @start. */
 static int
-acquire_lock (Tool *tool)
+time_left_ms (const Options *opts,
+              gint64         start)
 {
-  const Options *opts = tool->opts;
-  int timeout_ms = opts->nonblock ? 0 : opts->timeout_ms;
-  g_autoptr(GError) error = NULL;
-  gint64 start;
+  gint64 left;
 
-  /* A non-blocking try on this thread first: the common case needs no
-   * main loop, and --verbose must know whether it waits. */
-  if (porta_lock_try_acquire (tool->lock, &error))
-    {
-      if (opts->verbose)
-        say_acquired (tool, -1);
-      return 0;
-    }
-  if (!g_error_matches (error, G_IO_ERROR, G_IO_ERROR_WOULD_BLOCK) || timeout_ms == 0)
-    {
-      gboolean conflict = g_error_matches (error, G_IO_ERROR, G_IO_ERROR_WOULD_BLOCK);
-
-      /* Like flock(1), a lock that is taken is no error worth a word
-       * unless asked: cron jobs with -n stay quiet. */
-      if (!conflict || opts->verbose)
-        say (error->message);
-      return exit_code_for_error (error, opts->conflict_exit);
-    }
-  g_clear_error (&error);
-
-  if (opts->verbose)
-    say_waiting (tool, timeout_ms);
-  start = g_get_monotonic_time ();
-  porta_lock_acquire_async (tool->lock, timeout_ms, G_PRIORITY_DEFAULT,
-                            tool->cancellable, on_acquired, tool);
-  g_main_loop_run (tool->loop);
-
-  if (!tool->acquired)
-    {
-      if (g_error_matches (tool->error, G_IO_ERROR, G_IO_ERROR_CANCELLED) &&
-          tool->signal_received != 0)
-        {
-          if (opts->verbose)
-            {
-              g_autofree char *message =
-                g_strdup_printf (_("stopped waiting for the lock on “%s”: received %s"),
-                                 tool->display, signal_name (tool->signal_received));
-              say (message);
-            }
-          return EXIT_SIGNAL_BASE + tool->signal_received;
-        }
-      if (!g_error_matches (tool->error, G_IO_ERROR, G_IO_ERROR_TIMED_OUT) || opts->verbose)
-        say (tool->error->message);
-      return exit_code_for_error (tool->error, opts->conflict_exit);
-    }
-  if (opts->verbose)
-    say_acquired (tool, g_get_monotonic_time () - start);
-  return 0;
+  if (opts->nonblock)
+    return 0;
+  if (opts->timeout_ms < 0)
+    return -1;
+  left = opts->timeout_ms - (g_get_monotonic_time () - start) / 1000;
+  return (int) CLAMP (left, 0, G_MAXINT);
 }
 
-/* Releases the lock; returns @status, or EX_OSERR if releasing failed
- * after a command that succeeded. */
-static int
-release_lock (Tool *tool,
-              int   status)
+/* Fails with the lock not taken and *exit_status set: whether the lock was
+ * taken is never inferred from an exit status, which -E may make 0. */
+static gboolean
+report_failure (Tool         *tool,
+                const GError *error,
+                int          *exit_status)
 {
-  g_autoptr(GError) error = NULL;
+  gboolean conflict = g_error_matches (error, G_IO_ERROR, G_IO_ERROR_WOULD_BLOCK) ||
+                      g_error_matches (error, G_IO_ERROR, G_IO_ERROR_TIMED_OUT);
 
-  if (!porta_lock_get_held (tool->lock))
-    return status;
-  if (!porta_lock_release (tool->lock, &error))
+  if (g_error_matches (error, G_IO_ERROR, G_IO_ERROR_CANCELLED) && tool->signal_received != 0)
     {
-      say (error->message);
-      return status == 0 ? EX_OSERR : status;
+      if (tool->opts->verbose)
+        {
+          g_autofree char *message =
+            g_strdup_printf (_("stopped waiting for the lock on “%s”: received %s"),
+                             tool->display, signal_name (tool->signal_received));
+          say (message);
+        }
+      tool->die_signal = tool->signal_received;
+      *exit_status = EXIT_SIGNAL_BASE + tool->signal_received;
+      return FALSE;
     }
-  if (tool->opts->verbose)
+  /* Like flock(1), a lock that is taken is no error worth a word unless
+   * asked: cron jobs with -n stay quiet. */
+  if (!conflict || tool->opts->verbose)
+    say (error->message);
+  *exit_status = exit_code_for_error (error, tool->opts->conflict_exit);
+  return FALSE;
+}
+
+/* Takes the lock: a non-blocking try on this thread first (the common
+ * case needs no main loop, and --verbose must know whether it waits), then
+ * a wait on the main loop, which signals can cancel. A lock file deleted
+ * or replaced while we waited is opened again. Returns TRUE with the lock
+ * held, or FALSE with *exit_status set. */
+static gboolean
+acquire_lock (Tool *tool,
+              int  *exit_status)
+{
+  const Options *opts = tool->opts;
+  gint64 start = g_get_monotonic_time ();
+  gboolean waited = FALSE;
+
+  for (guint attempt = 0; ; attempt++)
     {
-      g_autofree char *message = g_strdup_printf (_("released the lock on “%s”"),
-                                                  tool->display);
-      say (message);
+      g_autoptr(GError) error = NULL;
+      int timeout_ms;
+
+      if (tool->path != NULL && tool->fd < 0 &&
+#ifdef G_OS_WIN32
+          tool->lock == NULL &&
+#endif
+          !open_lock_file (tool, exit_status, &error))
+        {
+          say (error->message);
+          return FALSE;
+        }
+
+      if (!lock_try (tool, &error))
+        {
+          timeout_ms = time_left_ms (opts, start);
+          if (!g_error_matches (error, G_IO_ERROR, G_IO_ERROR_WOULD_BLOCK) || timeout_ms == 0)
+            return report_failure (tool, error, exit_status);
+          g_clear_error (&error);
+
+          if (opts->verbose && !waited)
+            say_waiting (tool, timeout_ms);
+          waited = TRUE;
+          lock_wait_async (tool, timeout_ms);
+          g_main_loop_run (tool->loop);
+          if (!tool->acquired)
+            {
+              error = g_steal_pointer (&tool->error);
+              return report_failure (tool, error, exit_status);
+            }
+        }
+
+      /* Bounded: a file replaced that often is not a lock file. */
+      if (attempt < 100 && lock_file_replaced (tool))
+        {
+          close_lock_file (tool);
+          continue;
+        }
+      if (opts->verbose)
+        say_acquired (tool, waited ? g_get_monotonic_time () - start : -1);
+      return TRUE;
     }
-  return status;
 }
 
 /* Running the command */
@@ -758,6 +1123,32 @@ child_status (Tool *tool)
   return status;
 }
 
+#ifdef G_OS_UNIX
+static int
+cannot_run (const char *command,
+            int         errsv)
+{
+  g_autofree char *message = g_strdup_printf (_("Cannot run “%s”: %s"), command,
+                                              g_strerror (errsv));
+
+  say (message);
+  return errsv == ENOENT ? EXIT_NOT_FOUND : EXIT_CANNOT_EXECUTE;
+}
+#endif
+
+/* Whether the command inherits the locked descriptor, as under flock(1):
+ * not with -o, and not for POSIX locks, which belong to this process and
+ * which no other process can inherit. */
+static gboolean
+command_inherits_lock (const Tool *tool)
+{
+#ifdef G_OS_UNIX
+  return tool->fd >= 0 && !tool->opts->close && tool->opts->backend != PORTA_BACKEND_POSIX;
+#else
+  return FALSE;
+#endif
+}
+
 static int
 run_command (Tool                *tool,
              const char * const  *argv)
@@ -768,8 +1159,9 @@ run_command (Tool                *tool,
 
   launcher = g_subprocess_launcher_new (G_SUBPROCESS_FLAGS_STDIN_INHERIT);
 #ifdef G_OS_UNIX
+  tool->inheritance->lock_fd = command_inherits_lock (tool) ? tool->fd : -1;
   g_subprocess_launcher_set_child_setup (launcher, restore_inheritance,
-                                         (gpointer) tool->inheritance, NULL);
+                                         tool->inheritance, NULL);
 #endif
   if (tool->opts->verbose)
     {
@@ -791,44 +1183,196 @@ run_command (Tool                *tool,
   return status;
 }
 
+/* -F: the command takes portalock's place, and with it the lock (POSIX
+ * locks too: they belong to the process, which stays). */
+static int
+exec_command (Tool                *tool,
+              const char * const  *argv)
+{
+#ifdef G_OS_UNIX
+  unwatch_signals (tool);
+  if (tool->fd >= 0)
+    fcntl (tool->fd, F_SETFD, 0);
+  sigprocmask (SIG_SETMASK, &original_mask, NULL);
+  if (tool->opts->verbose)
+    {
+      g_autofree char *message = g_strdup_printf (_("running %s"), argv[0]);
+
+      say (message);
+    }
+  execvp (argv[0], (char * const *) argv);
+  return cannot_run (argv[0], errno);
+#else
+  /* Refused when the options were read. */
+  return EX_USAGE;
+#endif
+}
+
+/* Closes the lock file after the command. When the command inherited it,
+ * the lock stays with whatever the command left running that keeps the
+ * descriptor open, as under flock(1): it is not unlocked, only closed. */
+static void
+finish_lock (Tool *tool)
+{
+  gboolean inherited = command_inherits_lock (tool);
+
+  close_lock_file (tool);
+  if (tool->opts->verbose)
+    {
+      g_autofree char *message =
+        inherited ? g_strdup_printf (_("closed “%s”: the lock ends unless a process "
+                                       "the command started keeps it open"), tool->display)
+                  : g_strdup_printf (_("released the lock on “%s”"), tool->display);
+
+      say (message);
+    }
+}
+
+static void
+tool_init (Tool          *tool,
+           const Options *opts,
+           Inheritance   *inheritance)
+{
+  tool->opts = opts;
+  tool->fd = -1;
+  tool->loop = g_main_loop_new (NULL, FALSE);
+  tool->cancellable = g_cancellable_new ();
+  tool->inheritance = inheritance;
+  watch_signals (tool);
+}
+
+static void
+tool_clear (Tool *tool)
+{
+  unwatch_signals (tool);
+  close_lock_file (tool);
+  g_clear_error (&tool->error);
+  g_clear_object (&tool->cancellable);
+  g_clear_pointer (&tool->loop, g_main_loop_unref);
+  g_clear_pointer (&tool->display, g_free);
+}
+
+/* FILE COMMAND: runs the command while the lock is held. */
 static int
 run_locked (const Options       *opts,
             const char          *path,
             const char * const  *argv,
-            const Inheritance   *inheritance)
+            Inheritance         *inheritance)
 {
-  g_autoptr(GFile) file = g_file_new_for_commandline_arg (path);
-  g_autofree char *display = g_filename_display_name (path);
   Tool tool = { 0 };
-  int status;
+  gboolean ready;
+  int status = 0;
+  int signum;
 
-  tool.opts = opts;
-  tool.display = display;
-  tool.lock = porta_lock_new_full (file, opts->mode, opts->backend, lock_flags (opts));
-  tool.loop = g_main_loop_new (NULL, FALSE);
-  tool.cancellable = g_cancellable_new ();
-  tool.inheritance = inheritance;
-  watch_signals (&tool);
+  tool_init (&tool, opts, inheritance);
+  tool.path = path;
+  tool.display = g_filename_display_name (path);
 
-  status = acquire_lock (&tool);
-  if (status == 0)
+  /* flock(1) -u with a file unlocks a descriptor that holds nothing, and
+   * runs the command: so does portalock. */
+  if (opts->unlock)
+    {
+      g_autoptr(GError) error = NULL;
+
+      ready = open_lock_file (&tool, &status, &error);
+      if (!ready)
+        say (error->message);
+    }
+  else
+    ready = acquire_lock (&tool, &status);
+
+  if (ready)
     {
       /* A signal that came while the lock was being taken still means
        * "stop": do not start the command. */
       dispatch_pending ();
       if (tool.signal_received != 0)
-        status = release_lock (&tool, EXIT_SIGNAL_BASE + tool.signal_received);
+        {
+          tool.die_signal = tool.signal_received;
+          status = EXIT_SIGNAL_BASE + tool.signal_received;
+        }
+      else if (opts->no_fork)
+        status = exec_command (&tool, argv);
       else
-        status = release_lock (&tool, run_command (&tool, argv));
+        status = run_command (&tool, argv);
+      finish_lock (&tool);
     }
 
-  unwatch_signals (&tool);
-  g_clear_error (&tool.error);
-  g_clear_object (&tool.cancellable);
-  g_clear_pointer (&tool.loop, g_main_loop_unref);
-  g_clear_object (&tool.lock);
+  signum = tool.die_signal;
+  tool_clear (&tool);
+  if (signum != 0)
+    die_of_signal (signum);
   return status;
 }
+
+#ifdef G_OS_UNIX
+static int lock_descriptor (const Options *opts, int fd, Inheritance *inheritance);
+#endif
+
+/* DESCRIPTOR-NUMBER: locks or unlocks a descriptor the shell opened; the
+ * lock stays when portalock exits, held by the shell's descriptor. */
+static int
+run_descriptor (const Options *opts,
+                const char    *number,
+                Inheritance   *inheritance)
+{
+  gint64 fd;
+
+  if (!g_ascii_string_to_signed (number, 10, 0, G_MAXINT, &fd, NULL))
+    {
+      g_autofree char *message =
+        g_strdup_printf (_("“%s” is not a descriptor number, and no command was given"), number);
+
+      return usage_error (message);
+    }
+#ifdef G_OS_WIN32
+  return usage_error (_("Locking a descriptor for the shell is not supported on Windows: "
+                        "the lock would end with portalock"));
+#else
+  return lock_descriptor (opts, (int) fd, inheritance);
+#endif
+}
+
+#ifdef G_OS_UNIX
+static int
+lock_descriptor (const Options *opts,
+                 int            fd,
+                 Inheritance   *inheritance)
+{
+  Tool tool = { 0 };
+  int status = 0;
+  int signum;
+
+  if (opts->backend == PORTA_BACKEND_POSIX)
+    return usage_error (_("The posix backend cannot lock a descriptor for the shell: "
+                          "a POSIX lock belongs to the process that takes it, and would "
+                          "end with portalock (use flock or ofd)"));
+
+  tool_init (&tool, opts, inheritance);
+  tool.fd = fd;
+  tool.display = g_strdup_printf (_("descriptor %d"), tool.fd);
+  if (opts->unlock)
+    {
+      g_autoptr(GError) error = NULL;
+
+      if (!porta_fd_unlock (tool.fd, opts->backend, &error))
+        {
+          say (error->message);
+          status = exit_code_for_error (error, EX_DATAERR);
+        }
+    }
+  else
+    acquire_lock (&tool, &status);
+
+  /* The shell's descriptor: neither closed nor unlocked here. */
+  tool.fd = -1;
+  signum = tool.die_signal;
+  tool_clear (&tool);
+  if (signum != 0)
+    die_of_signal (signum);
+  return status;
+}
+#endif
 
 int
 main (int    argc,
@@ -836,9 +1380,6 @@ main (int    argc,
 {
   Inheritance inheritance;
   g_autoptr(GArray) inherited_fds = NULL;
-  g_autoptr(GOptionContext) context = NULL;
-  g_autoptr(GError) error = NULL;
-  g_auto(GStrv) args = NULL;
   Options opts = {
     .mode = PORTA_LOCK_MODE_EXCLUSIVE,
 #ifdef G_OS_WIN32
@@ -849,20 +1390,19 @@ main (int    argc,
     .timeout_ms = -1,
     .conflict_exit = EXIT_CONFLICT_DEFAULT,
   };
-#ifdef G_OS_WIN32
-  const char *comspec = g_getenv ("COMSPEC");
-  const char *shell_argv[] = { comspec != NULL ? comspec : "cmd.exe", "/c", NULL, NULL };
-#else
-  const char *shell_argv[] = { "/bin/sh", "-c", NULL, NULL };
-#endif
+  const char *shell_argv[] = { NULL, NULL, NULL, NULL };
   const char * const *command;
-  const char *path;
-  guint n_args;
+  char **args;
+  int n_args;
+  int first = 1;
   int status;
 
   /* Before anything of ours is open or any handler installed */
   find_inheritance (&inheritance);
   inherited_fds = inheritance.fds;
+#ifdef G_OS_UNIX
+  sigprocmask (SIG_SETMASK, NULL, &original_mask);
+#endif
 
   setlocale (LC_ALL, "");
   bindtextdomain (GETTEXT_PACKAGE, LOCALEDIR);
@@ -870,73 +1410,69 @@ main (int    argc,
   textdomain (GETTEXT_PACKAGE);
   g_set_prgname ("portalock");
 
-  context = make_option_context (&opts);
-  args = g_strdupv (argv);
-  if (!g_option_context_parse_strv (context, &args, &error))
-    {
-      status = usage_error (error->message);
-      g_free (opts.shell_command);
-      return status;
-    }
+  status = parse_options (argc, argv, &opts, &first);
+  if (status >= 0)
+    return status;
+  args = argv + first;
+  n_args = argc - first;
 
-  if (opts.version)
-    {
-      g_print ("portalock %s\n", PACKAGE_VERSION);
-      return 0;
-    }
+#ifdef G_OS_WIN32
+  if (opts.no_fork)
+    return usage_error (_("--no-fork is not supported on Windows"));
+  {
+    const char *comspec = g_getenv ("COMSPEC");
 
-  /* args[0] is the program; strict POSIX parsing left FILE and what
-   * follows it untouched, except a leading "--". */
-  n_args = g_strv_length (args);
-  if (n_args < 2)
-    {
-      g_free (opts.shell_command);
-      return usage_error (_("No lock file given"));
-    }
-  path = args[1];
+    shell_argv[0] = comspec != NULL ? comspec : "cmd.exe";
+    shell_argv[1] = "/c";
+  }
+#else
+  {
+    const char *shell = g_getenv ("SHELL");
+
+    shell_argv[0] = shell != NULL && *shell != '\0' ? shell : "/bin/sh";
+    shell_argv[1] = "-c";
+  }
+#endif
+
+  if (n_args < 1)
+    return usage_error (_("No lock file given"));
 
   if (opts.status)
     {
-      if (n_args > 2 || opts.shell_command != NULL)
-        status = usage_error (_("--status takes a lock file and no command"));
-      else
-        status = run_status (&opts, path);
-      g_free (opts.shell_command);
-      return status;
+      if (n_args > 1 || opts.shell_command != NULL)
+        return usage_error (_("--status takes a lock file and no command"));
+      return run_status (&opts, args[0]);
     }
 
   if (opts.shell_command != NULL)
     {
-      if (n_args > 2)
-        {
-          g_free (opts.shell_command);
-          return usage_error (_("-c takes one shell command; put its arguments into it"));
-        }
+      if (n_args > 1)
+        return usage_error (_("-c takes one shell command; put its arguments into it"));
       shell_argv[2] = opts.shell_command;
       command = shell_argv;
     }
-  else if (n_args > 2 && (g_str_equal (args[2], "-c") || g_str_equal (args[2], "--command")))
+  else if (n_args > 1 && (g_str_equal (args[1], "-c") || g_str_equal (args[1], "--command")))
     {
-      if (n_args != 4)
+      if (n_args != 3)
         {
           g_autofree char *message =
-            g_strdup_printf (_("%s takes exactly one shell command"), args[2]);
+            g_strdup_printf (_("%s takes exactly one shell command"), args[1]);
 
           return usage_error (message);
         }
-      shell_argv[2] = args[3];
+      shell_argv[2] = args[2];
       command = shell_argv;
     }
-  else
+  else if (n_args > 1)
     {
-      guint first = (n_args > 2 && g_str_equal (args[2], "--")) ? 3 : 2;
+      int command_at = g_str_equal (args[1], "--") ? 2 : 1;
 
-      if (n_args <= first)
+      if (n_args <= command_at)
         return usage_error (_("No command given"));
-      command = (const char * const *) &args[first];
+      command = (const char * const *) &args[command_at];
     }
+  else
+    return run_descriptor (&opts, args[0], &inheritance);
 
-  status = run_locked (&opts, path, command, &inheritance);
-  g_free (opts.shell_command);
-  return status;
+  return run_locked (&opts, args[0], command, &inheritance);
 }

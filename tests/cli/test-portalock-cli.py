@@ -37,6 +37,7 @@ def default_signals():
 def child_env():
     env = dict(os.environ)
     env['LC_ALL'] = 'C.UTF-8'
+    env['SHELL'] = '/bin/sh'
     env.pop('LANGUAGE', None)
     return env
 
@@ -164,8 +165,16 @@ class FlockHoldsTest(CliTestCase):
     def test_conflict_exit_code(self):
         self.hold_with_flock()
         self.assertEqual(self.run_tool('-n', '-E', '42', self.file, 'true').returncode, 42)
-        self.assertEqual(self.run_tool('-E', '0', '-n', self.file, 'true').returncode, 0)
         self.assertEqual(self.run_tool('-w', '0.05', '-E', '42', self.file, 'true').returncode, 42)
+
+    def test_conflict_exit_code_zero_does_not_run_the_command(self):
+        # -E 0 makes a skipped run look like success; the command must
+        # still not run beside the holder.
+        self.hold_with_flock()
+        for args in (['-E', '0', '-n'], ['-n', '-E0'], ['-w', '0.2', '-E', '0']):
+            with self.subTest(args=args):
+                r = self.run_tool(*args, self.file, '-c', 'echo ran')
+                self.assertEqual((r.returncode, r.stdout), (0, ''))
 
     def test_timeout(self):
         self.hold_with_flock()
@@ -228,6 +237,24 @@ class ToolHoldsTest(CliTestCase):
         self.assertEqual(holder.release(), 0)
         self.assert_free()
 
+    def test_wrapper_killed_command_keeps_the_lock(self):
+        # flock(1)'s inheritance: the command holds the descriptor too.
+        proc = Proc(self, [TOOL, self.file, 'sh', '-c', 'echo ready; exec sleep 60'])
+        proc.expect_line(proc.proc.stdout, r'^ready$')
+        children = subprocess.run(['pgrep', '-P', str(proc.pid)], capture_output=True,
+                                  text=True).stdout.split()
+        self.assertEqual(len(children), 1, children)
+        proc.proc.kill()
+        proc.wait()
+        try:
+            self.assert_taken()
+        finally:
+            os.kill(int(children[0]), signal.SIGKILL)
+        deadline = time.monotonic() + PATIENCE
+        while self.run_flock('-n', self.file, 'true').returncode != 0:
+            self.assertLess(time.monotonic(), deadline)
+            time.sleep(0.01)
+
     def test_close_option_still_holds(self):
         holder = self.hold_with_tool('-o')
         self.assert_taken()
@@ -241,16 +268,53 @@ class ToolHoldsTest(CliTestCase):
         self.assertIn('holder pid: %d\n' % holder.pid, r.stdout)
         self.assertIn('holder command: portalock\n', r.stdout)
 
-    def test_background_children_do_not_keep_the_lock(self):
+    def test_background_children_keep_the_lock(self):
+        # As under flock(1): a daemon the command starts keeps the lock.
         self.need_flock()
         r = self.run_tool(self.file, 'sh', '-c',
                           'sleep 60 </dev/null >/dev/null 2>&1 & echo $!')
         self.assertEqual(r.returncode, 0, r.stderr)
         orphan = int(r.stdout)
         try:
-            self.assert_free()
+            self.assert_taken()
         finally:
             os.kill(orphan, signal.SIGKILL)
+
+    def test_background_children_do_not_keep_the_lock_with_close(self):
+        self.need_flock()
+        for option in ('-o', '--close'):
+            with self.subTest(option=option):
+                r = self.run_tool(option, self.file, 'sh', '-c',
+                                  'sleep 60 </dev/null >/dev/null 2>&1 & echo $!')
+                self.assertEqual(r.returncode, 0, r.stderr)
+                orphan = int(r.stdout)
+                try:
+                    self.assert_free()
+                finally:
+                    os.kill(orphan, signal.SIGKILL)
+
+    def test_posix_locks_are_not_inherited(self):
+        r = self.run_tool('--backend=posix', self.file, 'sh', '-c',
+                          'sleep 60 </dev/null >/dev/null 2>&1 & echo $!')
+        self.assertEqual(r.returncode, 0, r.stderr)
+        orphan = int(r.stdout)
+        try:
+            self.assertEqual(self.run_tool('--backend=posix', '-n', self.file, 'true').returncode, 0)
+        finally:
+            os.kill(orphan, signal.SIGKILL)
+
+    def test_no_fork_keeps_the_lock_in_the_command(self):
+        for backend in ('flock', 'ofd', 'posix'):
+            with self.subTest(backend=backend):
+                proc = Proc(self, [TOOL, '-F', '--backend=' + backend, self.file,
+                                   'sh', '-c', 'echo "$$"; read x || :'])
+                # The command is portalock's own process, holding the lock.
+                self.assertEqual(read_line(proc.proc.stdout), '%d\n' % proc.pid)
+                r = self.run_tool('--backend=' + backend, '-n', self.file, 'true')
+                self.assertEqual(r.returncode, 1)
+                self.assertEqual(proc.release(), 0)
+                r = self.run_tool('--backend=' + backend, '-n', self.file, 'true')
+                self.assertEqual(r.returncode, 0)
 
 
 class CommandTest(CliTestCase):
@@ -268,6 +332,10 @@ class CommandTest(CliTestCase):
         r = self.run_tool(self.file, '-c', 'echo "$0" one  two; exit 3')
         self.assertEqual(r.returncode, 3)
         self.assertEqual(r.stdout, '/bin/sh one two\n')
+        env = dict(child_env(), SHELL='/bin/bash')
+        r = subprocess.run([TOOL, self.file, '-c', 'echo "$0"'], capture_output=True,
+                           text=True, env=env, timeout=PATIENCE)
+        self.assertEqual((r.returncode, r.stdout), (0, '/bin/bash\n'))
         r = self.run_tool('-c', 'echo before', self.file)
         self.assertEqual((r.returncode, r.stdout), (0, 'before\n'))
         r = self.run_tool(self.file, '--command', 'echo long')
@@ -295,8 +363,11 @@ class CommandTest(CliTestCase):
         with open(out) as f:
             self.assertEqual(f.read(), 'via\n')
 
-    def test_command_does_not_inherit_the_lock_descriptor(self):
+    def test_command_inherits_the_lock_descriptor(self):
         r = self.run_tool(self.file, 'sh', '-c', 'ls -l /proc/$$/fd/')
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn(self.file, r.stdout)
+        r = self.run_tool('-o', self.file, 'sh', '-c', 'ls -l /proc/$$/fd/')
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertNotIn(self.file, r.stdout)
 
@@ -365,6 +436,8 @@ class CommandTest(CliTestCase):
         self.assertEqual(r.returncode, 3)
         self.assertIn('portalock: took an exclusive lock on', r.stderr)
         self.assertIn('portalock: the command exited with status 3', r.stderr)
+        self.assertIn('portalock: closed', r.stderr)
+        r = self.run_tool('--verbose', '-o', self.file, 'true')
         self.assertIn('portalock: released the lock on', r.stderr)
 
     def test_version(self):
@@ -402,9 +475,14 @@ class CommandTest(CliTestCase):
         self.assertEqual(r.returncode, 66)
         self.assertTrue(r.stderr.startswith('portalock: '), r.stderr)
         self.assertIn(missing, r.stderr)
-        r = self.run_tool(self.tmp, 'true')
+        # A folder is locked, as by flock(1).
+        r = self.run_tool('-n', self.tmp, 'true')
+        self.assertEqual(r.returncode, 0, r.stderr)
+        fifo = os.path.join(self.tmp, 'fifo')
+        os.mkfifo(fifo)
+        r = self.run_tool(fifo, 'true')
         self.assertEqual(r.returncode, 66)
-        self.assertIn(self.tmp, r.stderr)
+        self.assertIn(fifo, r.stderr)
 
 
 class SignalTest(CliTestCase):
@@ -418,7 +496,8 @@ class SignalTest(CliTestCase):
         waiter.proc.send_signal(signum)
         status = waiter.wait(timeout=10)
         elapsed = time.monotonic() - start
-        self.assertEqual(status, 128 + signum)
+        # portalock ends by the signal, as flock(1) does.
+        self.assertEqual(status, -signum)
         self.assertLess(elapsed, 2.0)
         self.assertFalse(os.path.exists(marker), 'the command ran')
         # The holder still has it; once it lets go, nobody else holds it:
@@ -440,7 +519,7 @@ class SignalTest(CliTestCase):
         holder = self.hold_with_flock()
         waiter = self.start_waiter('-w', '60', self.file, 'true')
         waiter.proc.send_signal(signal.SIGINT)
-        self.assertEqual(waiter.wait(timeout=10), 130)
+        self.assertEqual(waiter.wait(timeout=10), -signal.SIGINT)
         holder.release()
         self.assert_free()
 
