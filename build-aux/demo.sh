@@ -42,3 +42,9 @@ done
 "$tool" -n -E 75 "$lockfile" echo "job 2: never runs" || echo "job 2: refused at once with -n (exit $?)"
 "$tool" --verbose -w 5 "$lockfile" echo "job 3: ran as soon as job 1 released the lock"
 wait "$job"
+# flock(1)'s descriptor form: a section of this shell under the lock.
+(
+  "$tool" -n 9 || exit 1
+  echo "job 4: a section of the shell under the lock (the 9> form of flock(1))"
+  "$tool" -n "$lockfile" true || echo "job 4: meanwhile another job is refused (exit $?)"
+) 9>"$lockfile"
