@@ -206,6 +206,19 @@ class FlockHoldsTest(CliTestCase):
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertEqual(r.stdout, 'ran\n')
 
+    def test_lock_file_deleted_while_waiting_is_opened_again(self):
+        # The holder deletes the lock file as it lets go: the waiter's lock
+        # on the deleted file would guard nothing, so it locks the new one.
+        self.need_flock()
+        holder = Proc(self, [FLOCK, self.file, '-c',
+                             'echo locked; read x; rm -f %s' % shlex.quote(self.file)])
+        self.assertEqual(read_line(holder.proc.stdout), 'locked\n')
+        waiter = self.start_waiter('-w', '20', self.file, '-c', '%s -n %s true; echo "probe=$?"'
+                                   % (shlex.quote(FLOCK), shlex.quote(self.file)))
+        holder.release()
+        self.assertEqual(waiter.wait(), 0)
+        self.assertEqual(waiter.proc.stdout.read(), b'probe=1\n')
+
     def test_waiter_gets_the_lock_when_released(self):
         holder = self.hold_with_flock()
         waiter = self.start_waiter(self.file, '-c', 'echo ran')
