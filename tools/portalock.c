@@ -186,9 +186,7 @@ struct _Tool
   char          *display;        /* the file or descriptor, for messages */
   int            fd;             /* Unix: the locked descriptor, or -1 */
   gboolean       own_fd;         /* opened here (not the shell's) */
-#ifdef G_OS_WIN32
-  PortaLock     *lock;
-#endif
+  PortaLockable *lockable;       /* the lock, when it is not a descriptor */
   GMainLoop     *loop;
   GCancellable  *cancellable;
   GSubprocess   *child;          /* set while the command runs */
@@ -534,7 +532,10 @@ exit_code_for_error (const GError *error,
     }
 }
 
-/* The lock: opened, tried, waited for, described */
+/* The lock: opened, tried, waited for, described. On Unix a lock file is
+ * a descriptor opened here and locked with the descriptor API, so that the
+ * command can inherit it; on Windows, where it cannot, it is a #PortaLock.
+ * Either way it is then used through the same few functions. */
 
 #ifdef G_OS_UNIX
 
@@ -616,14 +617,6 @@ open_lock_file (Tool    *tool,
   return TRUE;
 }
 
-static void
-close_lock_file (Tool *tool)
-{
-  if (tool->own_fd && tool->fd >= 0)
-    close (tool->fd);
-  tool->fd = -1;
-  tool->own_fd = FALSE;
-}
 
 /* Whether the file locked is no longer the one at the path: deleted, or
  * replaced by a rename, while we waited (its holder may delete it when it
@@ -644,56 +637,6 @@ lock_file_replaced (Tool *tool)
   return r != 0 || now.st_dev != held.st_dev || now.st_ino != held.st_ino;
 }
 
-static gboolean
-lock_try (Tool    *tool,
-          GError **error)
-{
-  return porta_fd_lock (tool->fd, tool->opts->mode, tool->opts->backend, 0, NULL, error);
-}
-
-static void on_locked (GObject *source, GAsyncResult *result, gpointer user_data);
-
-static void
-lock_wait_async (Tool *tool,
-                 int   timeout_ms)
-{
-  porta_fd_lock_async (tool->fd, tool->opts->mode, tool->opts->backend, timeout_ms,
-                       G_PRIORITY_DEFAULT, tool->cancellable, on_locked, tool);
-}
-
-static gboolean
-lock_wait_finish (Tool          *tool,
-                  GAsyncResult  *result,
-                  GError       **error)
-{
-  return porta_fd_lock_finish (result, error);
-}
-
-/* The lock's holder is looked up by the file's path: the descriptor's,
- * from /proc, when the shell opened it. Looking it up opens nothing. */
-static char *
-describe_holder (Tool *tool)
-{
-  g_autofree char *fd_link = g_strdup_printf ("/proc/self/fd/%d", tool->fd);
-  g_autofree char *target = tool->path == NULL ? g_file_read_link (fd_link, NULL) : NULL;
-  const char *path = tool->path != NULL ? tool->path : target;
-  g_autoptr(GFile) file = NULL;
-  g_autoptr(PortaLock) lock = NULL;
-  g_autofree char *command = NULL;
-  int pid = 0;
-
-  if (path == NULL)
-    return g_strdup (_("an unknown process"));
-  file = g_file_new_for_commandline_arg (path);
-  lock = porta_lock_new_full (file, PORTA_LOCK_MODE_EXCLUSIVE, tool->opts->backend,
-                              PORTA_LOCK_FLAGS_FOLLOW_SYMLINKS);
-  if (!porta_lock_query_holder (lock, &pid, &command, NULL) || pid <= 0)
-    return g_strdup (_("an unknown process"));
-  if (command == NULL)
-    return g_strdup_printf (_("process %d"), pid);
-  return g_strdup_printf (_("process %d (%s)"), pid, command);
-}
-
 #else /* !G_OS_UNIX */
 
 static gboolean
@@ -703,21 +646,11 @@ open_lock_file (Tool    *tool,
 {
   g_autoptr(GFile) file = g_file_new_for_commandline_arg (tool->path);
 
-  tool->lock = porta_lock_new_full (file, tool->opts->mode, tool->opts->backend,
-                                    tool->opts->follow_symlinks ? PORTA_LOCK_FLAGS_FOLLOW_SYMLINKS
-                                                                : PORTA_LOCK_FLAGS_NONE);
+  tool->lockable = PORTA_LOCKABLE (porta_lock_new_full (file, tool->opts->mode, tool->opts->backend,
+                                                        tool->opts->follow_symlinks
+                                                          ? PORTA_LOCK_FLAGS_FOLLOW_SYMLINKS
+                                                          : PORTA_LOCK_FLAGS_NONE));
   return TRUE;
-}
-
-static void
-close_lock_file (Tool *tool)
-{
-  g_autoptr(GError) error = NULL;
-
-  if (tool->lock != NULL && porta_lock_get_held (tool->lock) &&
-      !porta_lock_release (tool->lock, &error))
-    say (error->message);
-  g_clear_object (&tool->lock);
 }
 
 static gboolean
@@ -727,11 +660,40 @@ lock_file_replaced (Tool *tool)
   return FALSE;
 }
 
+#endif /* G_OS_UNIX */
+
+/* Lets the lock go: a lockable is released; a descriptor opened here is
+ * closed, not unlocked, so that the lock stays with any process that
+ * inherited it. */
+static void
+close_lock_file (Tool *tool)
+{
+  g_autoptr(GError) error = NULL;
+
+  if (tool->lockable != NULL && porta_lockable_get_held (tool->lockable) &&
+      !porta_lockable_release (tool->lockable, &error))
+    say (error->message);
+  g_clear_object (&tool->lockable);
+  if (tool->own_fd && tool->fd >= 0)
+    close (tool->fd);
+  tool->fd = -1;
+  tool->own_fd = FALSE;
+}
+
+/* Whether a lock to take is open: a descriptor or a lockable. */
+static gboolean
+lock_is_open (const Tool *tool)
+{
+  return tool->fd >= 0 || tool->lockable != NULL;
+}
+
 static gboolean
 lock_try (Tool    *tool,
           GError **error)
 {
-  return porta_lock_try_acquire (tool->lock, error);
+  if (tool->lockable != NULL)
+    return porta_lockable_try_acquire (tool->lockable, error);
+  return porta_fd_lock (tool->fd, tool->opts->mode, tool->opts->backend, 0, NULL, error);
 }
 
 static void on_locked (GObject *source, GAsyncResult *result, gpointer user_data);
@@ -740,8 +702,12 @@ static void
 lock_wait_async (Tool *tool,
                  int   timeout_ms)
 {
-  porta_lock_acquire_async (tool->lock, timeout_ms, G_PRIORITY_DEFAULT,
-                            tool->cancellable, on_locked, tool);
+  if (tool->lockable != NULL)
+    porta_lockable_acquire_async (tool->lockable, timeout_ms, G_PRIORITY_DEFAULT,
+                                  tool->cancellable, on_locked, tool);
+  else
+    porta_fd_lock_async (tool->fd, tool->opts->mode, tool->opts->backend, timeout_ms,
+                         G_PRIORITY_DEFAULT, tool->cancellable, on_locked, tool);
 }
 
 static gboolean
@@ -749,23 +715,38 @@ lock_wait_finish (Tool          *tool,
                   GAsyncResult  *result,
                   GError       **error)
 {
-  return porta_lock_acquire_finish (tool->lock, result, error);
+  if (tool->lockable != NULL)
+    return porta_lockable_acquire_finish (tool->lockable, result, error);
+  return porta_fd_lock_finish (result, error);
 }
 
+/* The holder of a file lock, looked up by the file's path (a descriptor's
+ * from /proc, when the shell opened it). Looking it up opens nothing. */
 static char *
 describe_holder (Tool *tool)
 {
+  g_autofree char *fd_link = g_strdup_printf ("/proc/self/fd/%d", tool->fd);
+  g_autofree char *target = tool->path == NULL ? g_file_read_link (fd_link, NULL) : NULL;
+  const char *path = tool->path != NULL ? tool->path : target;
+  g_autoptr(PortaLock) lock = NULL;
   g_autofree char *command = NULL;
   int pid = 0;
 
-  if (!porta_lock_query_holder (tool->lock, &pid, &command, NULL) || pid <= 0)
+  if (tool->lockable != NULL && PORTA_IS_LOCK (tool->lockable))
+    lock = g_object_ref (PORTA_LOCK (tool->lockable));
+  else if (path != NULL && tool->lockable == NULL)
+    {
+      g_autoptr(GFile) file = g_file_new_for_commandline_arg (path);
+
+      lock = porta_lock_new_full (file, PORTA_LOCK_MODE_EXCLUSIVE, tool->opts->backend,
+                                  PORTA_LOCK_FLAGS_FOLLOW_SYMLINKS);
+    }
+  if (lock == NULL || !porta_lock_query_holder (lock, &pid, &command, NULL) || pid <= 0)
     return g_strdup (_("an unknown process"));
   if (command == NULL)
     return g_strdup_printf (_("process %d"), pid);
   return g_strdup_printf (_("process %d (%s)"), pid, command);
 }
-
-#endif /* G_OS_UNIX */
 
 /* --status */
 
@@ -1041,10 +1022,7 @@ acquire_lock (Tool *tool,
       g_autoptr(GError) error = NULL;
       int timeout_ms;
 
-      if (tool->path != NULL && tool->fd < 0 &&
-#ifdef G_OS_WIN32
-          tool->lock == NULL &&
-#endif
+      if (tool->path != NULL && !lock_is_open (tool) &&
           !open_lock_file (tool, exit_status, &error))
         {
           say (error->message);
