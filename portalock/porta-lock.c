@@ -1406,7 +1406,7 @@ porta_lock_query_holder (PortaLock  *self,
                          GError    **error)
 {
   g_autofree char *found_command = NULL;
-  gboolean follow = (self->flags & PORTA_LOCK_FLAGS_FOLLOW_SYMLINKS) != 0;
+  gboolean follow;
 #ifndef G_OS_WIN32
   guint64 dev, ino;
 #endif
@@ -1417,6 +1417,7 @@ porta_lock_query_holder (PortaLock  *self,
   g_return_val_if_fail (PORTA_IS_LOCK (self), FALSE);
   g_return_val_if_fail (error == NULL || *error == NULL, FALSE);
 
+  follow = (self->flags & PORTA_LOCK_FLAGS_FOLLOW_SYMLINKS) != 0;
   if (pid != NULL)
     *pid = 0;
   if (command != NULL)

@@ -2278,18 +2278,39 @@ test_critical_negative_timeout_async (void)
   g_test_trap_assert_stderr ("*CRITICAL*");
 }
 
+/* Each public function refuses a NULL lock with a critical, before it
+ * reads anything of it. */
 static void
 test_critical_null_self (void)
 {
+  static const char * const calls[] = { "try-acquire", "query-holder", "get-held", "release" };
+
   if (g_test_subprocess ())
     {
-      porta_lock_try_acquire (NULL, NULL);
+      const char *call = g_getenv ("PORTA_TEST_NULL_CALL");
+      int pid = 0;
+
+      if (g_str_equal (call, "try-acquire"))
+        porta_lock_try_acquire (NULL, NULL);
+      else if (g_str_equal (call, "query-holder"))
+        porta_lock_query_holder (NULL, &pid, NULL, NULL);
+      else if (g_str_equal (call, "get-held"))
+        porta_lock_get_held (NULL);
+      else
+        porta_lock_release (NULL, NULL);
       return;
     }
 
-  g_test_trap_subprocess (NULL, 0, 0);
-  g_test_trap_assert_failed ();
-  g_test_trap_assert_stderr ("*CRITICAL*");
+  for (guint i = 0; i < G_N_ELEMENTS (calls); i++)
+    {
+      g_setenv ("PORTA_TEST_NULL_CALL", calls[i], TRUE);
+      g_test_trap_subprocess (NULL, 0, 0);
+      /* A critical, not a crash: fatal-warnings makes it abort, and the
+       * message says which check failed. */
+      g_test_trap_assert_failed ();
+      g_test_trap_assert_stderr ("*CRITICAL*PORTA_IS_LOCK*");
+    }
+  g_unsetenv ("PORTA_TEST_NULL_CALL");
 }
 
 /* ---------------------------------------------------------------------- */
