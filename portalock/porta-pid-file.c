@@ -83,6 +83,12 @@
  * the same path, and both would believe they run alone. An empty, unlocked
  * PID file means that no instance runs.
  *
+ * A file that holds anything but a PID file's content (lines of digits:
+ * this format, or the common one process ID a line) is refused with
+ * %G_IO_ERROR_INVALID_DATA and left untouched, as is a file with more than
+ * one link (%G_IO_ERROR_TOO_MANY_LINKS): a PID file pointed at the wrong
+ * path, say a configuration file, must not overwrite it.
+ *
  * #PortaPidFile implements #PortaLockable. Like #PortaLock, it is not
  * thread-safe: use it from one thread at a time.
  */
@@ -285,9 +291,83 @@ porta_pid_file_rewrite (PortaPidFile  *self,
   return TRUE;
 }
 
+/* Whether @contents is what a PID file holds: nothing, or lines of digits
+ * only (this library's "PID\nSTART\n", or the common one PID a line, with
+ * or without the last newline). Anything else is someone's data. */
+static gboolean
+looks_like_pid_file (const char *contents,
+                     gsize       length)
+{
+  gboolean digit_on_line = FALSE;
+
+  for (gsize i = 0; i < length; i++)
+    {
+      char c = contents[i];
+
+      if (g_ascii_isdigit (c))
+        digit_on_line = TRUE;
+      else if (c == '\n' && digit_on_line)
+        digit_on_line = FALSE;
+      else
+        return FALSE;
+    }
+  return TRUE;
+}
+
+/* PID files are small: a file larger than this holds something else. */
+#define PID_FILE_MAX_SIZE 4096
+
+/* Called with the lock held, before anything is written: refuses a file
+ * that is not a PID file (a typo in a path, a wrong unit file), which
+ * acquiring would overwrite and releasing would empty, and a file with
+ * more than one link, whose other names would see it change. The file is
+ * left as it is. */
+static gboolean
+porta_pid_file_check_contents (PortaPidFile  *self,
+                               GError       **error)
+{
+  GIOStream *stream = porta_lock_get_stream (self->lock);
+  g_autoptr(GFileInfo) info = NULL;
+  g_autoptr(GError) local_error = NULL;
+  char buffer[PID_FILE_MAX_SIZE + 1];
+  gsize length = 0;
+
+  info = g_file_query_info (self->file, G_FILE_ATTRIBUTE_UNIX_NLINK,
+                            G_FILE_QUERY_INFO_NOFOLLOW_SYMLINKS, NULL, NULL);
+  if (info != NULL && g_file_info_has_attribute (info, G_FILE_ATTRIBUTE_UNIX_NLINK) &&
+      g_file_info_get_attribute_uint32 (info, G_FILE_ATTRIBUTE_UNIX_NLINK) > 1)
+    {
+      g_set_error (error, G_IO_ERROR, G_IO_ERROR_TOO_MANY_LINKS,
+                   _("Refusing to use “%s” as a PID file: it has %u links, and "
+                     "writing it would change the file under its other names too"),
+                   self->display,
+                   g_file_info_get_attribute_uint32 (info, G_FILE_ATTRIBUTE_UNIX_NLINK));
+      return FALSE;
+    }
+
+  if (!g_seekable_seek (G_SEEKABLE (stream), 0, G_SEEK_SET, NULL, &local_error) ||
+      !g_input_stream_read_all (g_io_stream_get_input_stream (stream), buffer, sizeof buffer,
+                                &length, NULL, &local_error))
+    {
+      g_set_error (error, local_error->domain, local_error->code,
+                   _("Cannot read the PID file “%s”: %s"),
+                   self->display, local_error->message);
+      return FALSE;
+    }
+  if (length > PID_FILE_MAX_SIZE || !looks_like_pid_file (buffer, length))
+    {
+      g_set_error (error, G_IO_ERROR, G_IO_ERROR_INVALID_DATA,
+                   _("Refusing to use “%s” as a PID file: it holds something other "
+                     "than a process ID, which acquiring it would overwrite"),
+                   self->display);
+      return FALSE;
+    }
+  return TRUE;
+}
+
 /* Called with the lock just taken: writes "PID\nSTART\n", or releases the
  * lock again if that fails, so that a PID file is never held empty by a
- * failed acquire. */
+ * failed acquire. A file that is not a PID file is refused untouched. */
 static gboolean
 porta_pid_file_write_pid (PortaPidFile  *self,
                           GError       **error)
@@ -301,7 +381,8 @@ porta_pid_file_write_pid (PortaPidFile  *self,
   else
     contents = g_strdup_printf ("%d\n", (int) pid);
 
-  if (!porta_pid_file_rewrite (self, contents, error))
+  if (!porta_pid_file_check_contents (self, error) ||
+      !porta_pid_file_rewrite (self, contents, error))
     {
       porta_lock_release (self->lock, NULL);
       return FALSE;
@@ -543,7 +624,9 @@ porta_pid_file_get_held (PortaPidFile *self)
  * %G_IO_ERROR_CANCELLED, %PORTA_LOCK_ERROR_ALREADY_HELD if this
  * #PortaPidFile holds it already, and so on; and with the #GIOErrorEnum
  * code of the cause if the file cannot be written, in which case the lock
- * is released again.
+ * is released again. A file that is not a PID file, or that has more than
+ * one link, is refused (%G_IO_ERROR_INVALID_DATA,
+ * %G_IO_ERROR_TOO_MANY_LINKS) and left as it is.
  *
  * Returns: %TRUE if the PID file is now held
  *

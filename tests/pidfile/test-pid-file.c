@@ -410,8 +410,8 @@ test_content (void)
   g_clear_error (&error);
   g_assert_cmpuint (watch.count, ==, 2);
 
-  /* and again, over what a previous holder left */
-  write_text (path, "99999999\n12\nmore garbage that is longer\n");
+  /* and again, over a longer PID file that a previous holder left */
+  write_text (path, "99999999\n123456789012345678\n");
   g_assert_true (porta_pid_file_acquire (pid_file, -1, NULL, &error));
   g_assert_no_error (error);
   assert_text (path, expected);
@@ -717,6 +717,67 @@ test_garbage (void)
     }
 }
 
+/* A file that holds something else (a typo in a path, a wrong unit
+ * file) is refused, untouched: acquiring would overwrite it and releasing
+ * would empty it. So is a file with a second link, which would change
+ * with it. Stale PID files of either format are taken over. */
+static void
+test_refuses_other_data (void)
+{
+  g_autofree char *path = test_path ("not-a-pid-file.conf");
+  g_autofree char *other_name = test_path ("second-name.pid");
+  g_autoptr(PortaPidFile) pid_file = porta_pid_file_new_for_path (path);
+  g_autoptr(GError) error = NULL;
+  const char *data[] = {
+    "[Service]\nExecStart=/usr/bin/app\n", "hello", "12x\n", "-5\n", " 42\n",
+    "42\n\n", "\n", "1 2\n",
+  };
+  const char *stale[] = { "", "1\n", "4242", "4242\n123456\n", "1\n2\n3\n" };
+
+  for (guint i = 0; i < G_N_ELEMENTS (data); i++)
+    {
+      write_text (path, data[i]);
+      g_assert_false (porta_pid_file_try_acquire (pid_file, &error));
+      g_assert_error (error, G_IO_ERROR, G_IO_ERROR_INVALID_DATA);
+      g_assert_nonnull (strstr (error->message, path));
+      g_clear_error (&error);
+      g_assert_false (porta_pid_file_get_held (pid_file));
+      assert_text (path, data[i]);
+    }
+
+  /* Not even a big file's first bytes are a PID file. */
+  {
+    g_autofree char *big = g_strnfill (5000, '7');
+
+    write_text (path, big);
+    g_assert_false (porta_pid_file_try_acquire (pid_file, &error));
+    g_assert_error (error, G_IO_ERROR, G_IO_ERROR_INVALID_DATA);
+    g_clear_error (&error);
+    assert_text (path, big);
+  }
+
+  for (guint i = 0; i < G_N_ELEMENTS (stale); i++)
+    {
+      write_text (path, stale[i]);
+      g_assert_true (porta_pid_file_try_acquire (pid_file, &error));
+      g_assert_no_error (error);
+      g_assert_true (porta_pid_file_release (pid_file, &error));
+      g_assert_no_error (error);
+    }
+
+  write_text (path, "4242\n");
+  g_assert_cmpint (link (path, other_name), ==, 0);
+  g_assert_false (porta_pid_file_try_acquire (pid_file, &error));
+  g_assert_error (error, G_IO_ERROR, G_IO_ERROR_TOO_MANY_LINKS);
+  g_assert_nonnull (strstr (error->message, path));
+  g_clear_error (&error);
+  assert_text (path, "4242\n");
+  assert_text (other_name, "4242\n");
+  g_assert_cmpint (g_unlink (other_name), ==, 0);
+  g_assert_true (porta_pid_file_try_acquire (pid_file, &error));
+  g_assert_no_error (error);
+}
+
 static void
 test_query_errors (void)
 {
@@ -901,6 +962,7 @@ main (int   argc,
   g_test_add_func ("/pidfile/unlocked-live-pid", test_unlocked_live_pid);
   g_test_add_func ("/pidfile/garbage", test_garbage);
   g_test_add_func ("/pidfile/query-errors", test_query_errors);
+  g_test_add_func ("/pidfile/refuses-other-data", test_refuses_other_data);
   g_test_add_func ("/pidfile/dead-writer", test_dead_writer);
   g_test_add_func ("/pidfile/async-two-processes", test_async_two_processes);
 
