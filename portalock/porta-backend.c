@@ -704,12 +704,14 @@ porta_set_lock_error (GError                **error,
 }
 
 /* Sets an error for a wait that ended without the lock: timed out (naming
- * @holder when the wait looked it up), cancelled, or a failed lock call. */
+ * @holder when the wait found it, else saying why not: @unknown), cancelled,
+ * or a failed lock call. */
 void
 porta_set_wait_error (GError                **error,
                       int                     result,
                       int                     timeout_ms,
                       const char             *holder,
+                      PortaHolderUnknown      unknown,
                       const char             *display,
                       const PortaBackendOps  *ops,
                       const PortaLockFile    *lf)
@@ -718,9 +720,17 @@ porta_set_wait_error (GError                **error,
     g_set_error (error, G_IO_ERROR, G_IO_ERROR_TIMED_OUT,
                  _("Timed out after %d ms waiting for the lock on “%s”, held by %s"),
                  timeout_ms, display, holder);
-  else if (result == ETIMEDOUT)
+  else if (result == ETIMEDOUT && unknown == PORTA_HOLDER_WAIT_TOO_SHORT)
     g_set_error (error, G_IO_ERROR, G_IO_ERROR_TIMED_OUT,
                  _("Timed out after %d ms waiting for the lock on “%s”; its holder is unknown (waits under 100 ms do not look it up)"),
+                 timeout_ms, display);
+  else if (result == ETIMEDOUT && unknown == PORTA_HOLDER_RETRYING_WAIT)
+    g_set_error (error, G_IO_ERROR, G_IO_ERROR_TIMED_OUT,
+                 _("Timed out after %d ms waiting for the lock on “%s”; its holder is unknown (waits that retry, as on network filesystems, do not look it up)"),
+                 timeout_ms, display);
+  else if (result == ETIMEDOUT)
+    g_set_error (error, G_IO_ERROR, G_IO_ERROR_TIMED_OUT,
+                 _("Timed out after %d ms waiting for the lock on “%s”; its holder is unknown (the system does not say who holds it)"),
                  timeout_ms, display);
   else if (result == ECANCELED)
     g_set_error (error, G_IO_ERROR, G_IO_ERROR_CANCELLED,

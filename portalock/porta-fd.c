@@ -114,12 +114,14 @@ fd_lock_clear (FdLock *fl)
 }
 
 static void
-fd_lock_set_error (FdLock      *fl,
-                   int          result,
-                   const char  *holder,
-                   GError     **error)
+fd_lock_set_error (FdLock              *fl,
+                   int                  result,
+                   const char          *holder,
+                   PortaHolderUnknown   unknown,
+                   GError             **error)
 {
-  porta_set_wait_error (error, result, fl->timeout_ms, holder, fl->display, fl->ops, &fl->lf);
+  porta_set_wait_error (error, result, fl->timeout_ms, holder, unknown, fl->display, fl->ops,
+                        &fl->lf);
 }
 
 /**
@@ -154,6 +156,7 @@ porta_fd_lock (int             fd,
                GError        **error)
 {
   g_autofree char *holder = NULL;
+  PortaHolderUnknown unknown = PORTA_HOLDER_NOT_TOLD;
   FdLock fl = { 0 };
   int r;
 
@@ -175,9 +178,10 @@ porta_fd_lock (int             fd,
     r = fl.ops->lock (fd, mode, FALSE);
   if (r == EWOULDBLOCK && timeout_ms != 0)
     r = porta_waiter_wait_sync (fl.ops, &fl.lf, porta_lock_file_must_back_off (&fl.lf),
-                                mode, porta_waiter_deadline (timeout_ms), cancellable, &holder);
+                                mode, porta_waiter_deadline (timeout_ms), cancellable, &holder,
+                                &unknown);
   if (r != 0)
-    fd_lock_set_error (&fl, r, holder, error);
+    fd_lock_set_error (&fl, r, holder, unknown, error);
   fd_lock_clear (&fl);
   return r == 0;
 }
@@ -192,9 +196,10 @@ fd_lock_free (gpointer data)
 }
 
 static void
-fd_lock_waited (int      result,
-                char    *holder,
-                gpointer user_data)
+fd_lock_waited (int                 result,
+                char               *holder,
+                PortaHolderUnknown  unknown,
+                gpointer            user_data)
 {
   GTask *task = user_data;
   FdLock *fl = g_task_get_task_data (task);
@@ -202,7 +207,7 @@ fd_lock_waited (int      result,
 
   if (result != 0)
     {
-      fd_lock_set_error (fl, result, holder, &error);
+      fd_lock_set_error (fl, result, holder, unknown, &error);
       g_task_return_error (task, error);
     }
   else
@@ -274,7 +279,7 @@ porta_fd_lock_async (int                  fd,
                                fd_lock_waited, g_steal_pointer (&task));
       return;
     }
-  fd_lock_waited (r, NULL, g_steal_pointer (&task));
+  fd_lock_waited (r, NULL, PORTA_HOLDER_NOT_TOLD, g_steal_pointer (&task));
 }
 
 /**

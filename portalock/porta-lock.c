@@ -208,13 +208,15 @@ porta_lock_check_usable (PortaLock  *self,
 
 /* Sets an error for the result of a wait that ended without the lock. */
 static void
-porta_lock_set_wait_error (PortaLock   *self,
-                           int          result,
-                           int          timeout_ms,
-                           const char  *holder,
-                           GError     **error)
+porta_lock_set_wait_error (PortaLock           *self,
+                           int                  result,
+                           int                  timeout_ms,
+                           const char          *holder,
+                           PortaHolderUnknown   unknown,
+                           GError             **error)
 {
-  porta_set_wait_error (error, result, timeout_ms, holder, self->display, self->ops, &self->lf);
+  porta_set_wait_error (error, result, timeout_ms, holder, unknown, self->display, self->ops,
+                        &self->lf);
 }
 
 /* What one attempt at the lock came to. */
@@ -311,13 +313,14 @@ porta_lock_try_once (PortaLock  *self,
 /* Ends an attempt that will not wait, or whose wait ended, without the
  * lock: the descriptor is closed, so nothing of the attempt lingers. */
 static void
-porta_lock_fail (PortaLock   *self,
-                 int          result,
-                 int          timeout_ms,
-                 const char  *holder,
-                 GError     **error)
+porta_lock_fail (PortaLock           *self,
+                 int                  result,
+                 int                  timeout_ms,
+                 const char          *holder,
+                 PortaHolderUnknown   unknown,
+                 GError             **error)
 {
-  porta_lock_set_wait_error (self, result, timeout_ms, holder, error);
+  porta_lock_set_wait_error (self, result, timeout_ms, holder, unknown, error);
   porta_lock_close_file (self);
 }
 
@@ -766,7 +769,7 @@ porta_lock_acquire (PortaLock     *self,
     return FALSE;
   if (g_cancellable_is_cancelled (cancellable))
     {
-      porta_lock_set_wait_error (self, ECANCELED, timeout_ms, NULL, error);
+      porta_lock_set_wait_error (self, ECANCELED, timeout_ms, NULL, PORTA_HOLDER_NOT_TOLD, error);
       return FALSE;
     }
 
@@ -775,6 +778,7 @@ porta_lock_acquire (PortaLock     *self,
     {
       TryResult tr = porta_lock_try_once (self, timeout_ms < 0 && cancellable == NULL, error);
       g_autofree char *holder = NULL;
+      PortaHolderUnknown unknown;
       int r;
 
       if (tr == TRY_ERROR)
@@ -786,14 +790,14 @@ porta_lock_acquire (PortaLock     *self,
 
       if (timeout_ms == 0)
         {
-          porta_lock_fail (self, EWOULDBLOCK, timeout_ms, NULL, error);
+          porta_lock_fail (self, EWOULDBLOCK, timeout_ms, NULL, PORTA_HOLDER_NOT_TOLD, error);
           return FALSE;
         }
       r = porta_waiter_wait_sync (self->ops, &self->lf, porta_lock_must_back_off (self),
-                                  self->mode, deadline, cancellable, &holder);
+                                  self->mode, deadline, cancellable, &holder, &unknown);
       if (r != 0)
         {
-          porta_lock_fail (self, r, timeout_ms, holder, error);
+          porta_lock_fail (self, r, timeout_ms, holder, unknown, error);
           return FALSE;
         }
       tr = porta_lock_verify (self, error);
@@ -856,9 +860,10 @@ acquire_return (GTask  *task,
 }
 
 static void
-acquire_waited (int      result,
-                char    *holder,
-                gpointer user_data)
+acquire_waited (int                 result,
+                char               *holder,
+                PortaHolderUnknown  unknown,
+                gpointer            user_data)
 {
   GTask *task = user_data;
   PortaLock *self = g_task_get_source_object (task);
@@ -867,7 +872,7 @@ acquire_waited (int      result,
 
   if (result != 0)
     {
-      porta_lock_fail (self, result, data->timeout_ms, holder, &error);
+      porta_lock_fail (self, result, data->timeout_ms, holder, unknown, &error);
       g_free (holder);
       acquire_return (task, error);
       return;
@@ -900,7 +905,7 @@ acquire_step (GTask *task)
   while (tr == TRY_AGAIN);
 
   if (tr == TRY_BUSY && data->timeout_ms == 0)
-    porta_lock_fail (self, EWOULDBLOCK, 0, NULL, &error);
+    porta_lock_fail (self, EWOULDBLOCK, 0, NULL, PORTA_HOLDER_NOT_TOLD, &error);
   else if (tr == TRY_BUSY)
     {
       porta_waiter_wait_async (self->ops, &self->lf, porta_lock_must_back_off (self),
@@ -976,7 +981,8 @@ porta_lock_acquire_async (PortaLock           *self,
     }
   if (g_cancellable_is_cancelled (cancellable))
     {
-      porta_lock_set_wait_error (self, ECANCELED, timeout_ms, NULL, &error);
+      porta_lock_set_wait_error (self, ECANCELED, timeout_ms, NULL, PORTA_HOLDER_NOT_TOLD,
+                                 &error);
       g_task_return_error (task, error);
       return;
     }
@@ -1170,14 +1176,15 @@ porta_lock_set_mode (PortaLock     *self,
 }
 
 static void
-porta_lock_set_convert_error (PortaLock      *self,
-                              int             result,
-                              int             timeout_ms,
-                              const char     *holder,
-                              GError        **error)
+porta_lock_set_convert_error (PortaLock           *self,
+                              int                  result,
+                              int                  timeout_ms,
+                              const char          *holder,
+                              PortaHolderUnknown   unknown,
+                              GError             **error)
 {
   /* Only the conversion failed: fcntl() keeps the lock held as it was. */
-  porta_lock_set_wait_error (self, result, timeout_ms, holder, error);
+  porta_lock_set_wait_error (self, result, timeout_ms, holder, unknown, error);
 }
 
 /**
@@ -1215,6 +1222,7 @@ porta_lock_convert (PortaLock      *self,
                     GError        **error)
 {
   g_autofree char *holder = NULL;
+  PortaHolderUnknown unknown = PORTA_HOLDER_NOT_TOLD;
   int check;
   int r;
 
@@ -1231,10 +1239,10 @@ porta_lock_convert (PortaLock      *self,
   if (r == EWOULDBLOCK && timeout_ms != 0)
     r = porta_waiter_wait_sync (self->ops, &self->lf, porta_lock_must_back_off (self),
                                 mode, porta_waiter_deadline (timeout_ms), cancellable,
-                                &holder);
+                                &holder, &unknown);
   if (r != 0)
     {
-      porta_lock_set_convert_error (self, r, timeout_ms, holder, error);
+      porta_lock_set_convert_error (self, r, timeout_ms, holder, unknown, error);
       return FALSE;
     }
   porta_lock_set_mode (self, mode);
@@ -1248,9 +1256,10 @@ typedef struct
 } ConvertData;
 
 static void
-convert_waited (int      result,
-                char    *holder,
-                gpointer user_data)
+convert_waited (int                 result,
+                char               *holder,
+                PortaHolderUnknown  unknown,
+                gpointer            user_data)
 {
   GTask *task = user_data;
   PortaLock *self = g_task_get_source_object (task);
@@ -1260,7 +1269,7 @@ convert_waited (int      result,
   self->pending = FALSE;
   if (result != 0)
     {
-      porta_lock_set_convert_error (self, result, data->timeout_ms, holder, &error);
+      porta_lock_set_convert_error (self, result, data->timeout_ms, holder, unknown, &error);
       g_task_return_error (task, error);
     }
   else
@@ -1341,7 +1350,7 @@ porta_lock_convert_async (PortaLock           *self,
       return;
     }
   self->pending = TRUE;
-  convert_waited (r, NULL, g_steal_pointer (&task));
+  convert_waited (r, NULL, PORTA_HOLDER_NOT_TOLD, g_steal_pointer (&task));
 }
 
 /**

@@ -18,7 +18,8 @@ G_BEGIN_DECLS
  * (porta_lock_file_must_back_off()) says the wait must retry with a
  * back-off instead of blocking in the kernel. A wait with a deadline looks up the
  * holder in the background and, when it times out, returns its
- * description in @holder (NULL if unknown by then). */
+ * description in @holder (NULL if unknown by then, and @unknown says
+ * why). */
 
 /* The deadline of a timeout in ms: -1 (forever) and 0 (try once) have
  * none. */
@@ -30,12 +31,15 @@ int  porta_waiter_wait_sync  (const PortaBackendOps *ops,
                               PortaLockMode          mode,
                               gint64                 deadline,
                               GCancellable          *cancellable,
-                              char                 **holder);
+                              char                 **holder,
+                              PortaHolderUnknown    *unknown);
 
-/* @holder (transfer full, nullable): for ETIMEDOUT, who held the lock. */
-typedef void (*PortaWaiterCallback) (int      result,
-                                     char    *holder,
-                                     gpointer user_data);
+/* @holder (transfer full, nullable): for ETIMEDOUT, who held the lock, or
+ * NULL and @unknown says why. */
+typedef void (*PortaWaiterCallback) (int                 result,
+                                     char               *holder,
+                                     PortaHolderUnknown  unknown,
+                                     gpointer            user_data);
 
 /* The callback runs once, in the thread-default main context of the
  * caller, at @priority. */

@@ -206,7 +206,8 @@ kernel_wait (const PortaBackendOps  *ops,
              PortaLockMode           mode,
              gint64                  deadline,
              GCancellable           *cancellable,
-             char                  **holder)
+             char                  **holder,
+             PortaHolderUnknown     *unknown)
 {
   Interrupter in = { 0 };
   struct sigevent sev = { 0 };
@@ -244,6 +245,7 @@ kernel_wait (const PortaBackendOps  *ops,
   /* g_get_monotonic_time() reads CLOCK_MONOTONIC on Linux. */
   if (deadline >= 0 && deadline - g_get_monotonic_time () > HOLDER_LOOKUP_MIN_WAIT_US)
     lookup_at = deadline - HOLDER_LOOKUP_BEFORE_US;
+  *unknown = lookup_at >= 0 ? PORTA_HOLDER_NOT_TOLD : PORTA_HOLDER_WAIT_TOO_SHORT;
   if (deadline >= 0)
     arm_timer (in.timer, TIMER_ABSTIME, timespec_from_us (lookup_at >= 0 ? lookup_at : deadline));
   if (cancellable != NULL)
@@ -365,21 +367,32 @@ porta_waiter_wait_sync (const PortaBackendOps  *ops,
                         PortaLockMode           mode,
                         gint64                  deadline,
                         GCancellable           *cancellable,
-                        char                  **holder)
+                        char                  **holder,
+                        PortaHolderUnknown     *unknown)
 {
   int r = -1;
 
   *holder = NULL;
+  /* Waits that retry never look the holder up: a lookup would make the
+   * retries late (see porta-holder.c). */
+  *unknown = PORTA_HOLDER_RETRYING_WAIT;
 #ifdef HAVE_KERNEL_WAIT
   if (!back_off)
-    r = kernel_wait (ops, lf, mode, deadline, cancellable, holder);
+    r = kernel_wait (ops, lf, mode, deadline, cancellable, holder, unknown);
 #endif
 #ifdef G_OS_WIN32
   if (!back_off && lf->overlapped)
-    r = porta_win32_wait_sync (lf, mode, deadline, cancellable);
+    {
+      /* Windows does not list its locks. */
+      *unknown = PORTA_HOLDER_NOT_TOLD;
+      r = porta_win32_wait_sync (lf, mode, deadline, cancellable);
+    }
 #endif
   if (r < 0)
-    r = backoff_wait_sync (ops, lf->fd, mode, deadline, cancellable);
+    {
+      *unknown = PORTA_HOLDER_RETRYING_WAIT;
+      r = backoff_wait_sync (ops, lf->fd, mode, deadline, cancellable);
+    }
   if (r != ETIMEDOUT)
     g_clear_pointer (holder, g_free);
   return r;
@@ -401,6 +414,7 @@ typedef struct
   gpointer               user_data;
   int                    result;
   char                  *holder;
+  PortaHolderUnknown     unknown;      /* why @holder is NULL */
 
   /* back-off waits */
   struct _RetrySource   *retry_source;  /* shared; under retry_lock: */
@@ -683,7 +697,7 @@ backoff_finish (AsyncWait *w,
     slot_queue_kick ();
 #endif
   backoff_detach (w);
-  w->callback (result, NULL, w->user_data);
+  w->callback (result, NULL, PORTA_HOLDER_RETRYING_WAIT, w->user_data);
   async_wait_free (w);
 }
 
@@ -846,7 +860,7 @@ thread_wait_complete (gpointer user_data)
   g_clear_pointer (&w->done_source, g_source_unref);
   if (w->result != ETIMEDOUT)
     g_clear_pointer (&w->holder, g_free);
-  w->callback (w->result, g_steal_pointer (&w->holder), w->user_data);
+  w->callback (w->result, g_steal_pointer (&w->holder), w->unknown, w->user_data);
   async_wait_free (w);
   return G_SOURCE_REMOVE;
 }
@@ -858,9 +872,13 @@ thread_wait_main (void *data)
   PortaLockFile lf = { w->fd, w->dev, w->ino, TRUE, FALSE };
   GSource *done = w->done_source;
 
-  w->result = kernel_wait (w->ops, &lf, w->mode, w->deadline, w->cancellable, &w->holder);
+  w->result = kernel_wait (w->ops, &lf, w->mode, w->deadline, w->cancellable,
+                           &w->holder, &w->unknown);
   if (w->result < 0)
-    w->result = backoff_wait_sync (w->ops, w->fd, w->mode, w->deadline, w->cancellable);
+    {
+      w->unknown = PORTA_HOLDER_RETRYING_WAIT;
+      w->result = backoff_wait_sync (w->ops, w->fd, w->mode, w->deadline, w->cancellable);
+    }
 
   /* The source was attached by the main context's side, which holds its
    * reference: all the thread does is make it ready. */
@@ -929,7 +947,7 @@ overlapped_finish (AsyncWait *w,
   if (w->event != NULL)
     CloseHandle (w->event);
   w->event = NULL;
-  w->callback (result, NULL, w->user_data);
+  w->callback (result, NULL, PORTA_HOLDER_NOT_TOLD, w->user_data);
   async_wait_free (w);
 }
 
@@ -988,7 +1006,7 @@ overlapped_report (gpointer user_data)
 {
   AsyncWait *w = user_data;
 
-  w->callback (w->result, NULL, w->user_data);
+  w->callback (w->result, NULL, PORTA_HOLDER_NOT_TOLD, w->user_data);
   async_wait_free (w);
   return G_SOURCE_REMOVE;
 }

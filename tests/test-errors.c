@@ -15,8 +15,10 @@
 #include <string.h>
 
 #include <gio/gio.h>
+#include <glib/gstdio.h>
 
 #include "porta-backend-private.h"
+#include "porta-waiter-private.h"
 
 #ifdef G_OS_WIN32
 # include <windows.h>
@@ -144,6 +146,63 @@ test_win32_wait_mechanism (void)
 }
 #endif
 
+#ifndef G_OS_WIN32
+# include <fcntl.h>
+# include <sys/file.h>
+# include <unistd.h>
+
+/* A timed-out wait names the holder, or says truly why it cannot: a
+ * kernel wait too short to look it up, a wait that retries with a back-off
+ * (network filesystems, PORTALOCK_SIGNAL=0), which never looks it up. */
+static void
+test_holder_unknown_reasons (void)
+{
+  g_autofree char *path = g_build_filename (g_get_tmp_dir (), "porta-test-errors-XXXXXX", NULL);
+  const PortaBackendOps *ops = porta_backend_get_ops (PORTA_BACKEND_FLOCK);
+  PortaLockFile lf = { -1, 0, 0, TRUE, FALSE };
+  struct {
+    gboolean            back_off;
+    int                 timeout_ms;
+    PortaHolderUnknown  unknown;
+    const char         *words;
+  } cases[] = {
+    { TRUE, 400, PORTA_HOLDER_RETRYING_WAIT, "waits that retry" },
+    { FALSE, 50, PORTA_HOLDER_WAIT_TOO_SHORT, "waits under 100 ms" },
+    { FALSE, 300, PORTA_HOLDER_NOT_TOLD, "held by process" },
+  };
+  int holder_fd = g_mkstemp (path);
+
+  g_assert_cmpint (holder_fd, >=, 0);
+  g_assert_cmpint (flock (holder_fd, LOCK_EX), ==, 0);
+  lf.fd = open (path, O_RDWR | O_CLOEXEC);
+  g_assert_cmpint (lf.fd, >=, 0);
+  g_assert_cmpint (porta_fd_identify (lf.fd, &lf.dev, &lf.ino), ==, 0);
+
+  for (gsize i = 0; i < G_N_ELEMENTS (cases); i++)
+    {
+      g_autofree char *holder = NULL;
+      g_autoptr(GError) error = NULL;
+      PortaHolderUnknown unknown = PORTA_HOLDER_NOT_TOLD;
+      int r;
+
+      r = porta_waiter_wait_sync (ops, &lf, cases[i].back_off, PORTA_LOCK_MODE_EXCLUSIVE,
+                                  porta_waiter_deadline (cases[i].timeout_ms), NULL,
+                                  &holder, &unknown);
+      g_assert_cmpint (r, ==, ETIMEDOUT);
+      /* This process holds it, which /proc/locks tells. */
+      if (holder == NULL)
+        g_assert_cmpint (unknown, ==, cases[i].unknown);
+      porta_set_wait_error (&error, r, cases[i].timeout_ms, holder, unknown, path, ops, &lf);
+      g_assert_error (error, G_IO_ERROR, G_IO_ERROR_TIMED_OUT);
+      g_test_message ("%s", error->message);
+      g_assert_nonnull (strstr (error->message, cases[i].words));
+    }
+  close (lf.fd);
+  close (holder_fd);
+  g_unlink (path);
+}
+#endif
+
 int
 main (int    argc,
       char **argv)
@@ -153,6 +212,9 @@ main (int    argc,
   g_test_add_func ("/errors/no-lock-support", test_no_lock_support);
   g_test_add_func ("/errors/other", test_other_errors);
   g_test_add_func ("/errors/backends", test_backends);
+#ifndef G_OS_WIN32
+  g_test_add_func ("/errors/holder-unknown-reasons", test_holder_unknown_reasons);
+#endif
 #ifdef G_OS_WIN32
   g_test_add_func ("/errors/win32-codes", test_win32_error_codes);
   g_test_add_func ("/errors/win32-wait-mechanism", test_win32_wait_mechanism);

@@ -240,6 +240,20 @@ class FlockHoldsTest(CliTestCase):
         self.assertRegex(r.stderr, r'portalock: Timed out')
 
 
+    def test_timeout_says_truly_why_the_holder_is_unknown(self):
+        # A wait that retries (here because kernel waits are turned off)
+        # does not look the holder up; it must not blame the wait's length.
+        self.hold_with_flock()
+        env = dict(child_env(), PORTALOCK_SIGNAL='0')
+        r = subprocess.run([TOOL, '-w', '0.4', '--verbose', self.file, 'true'],
+                           capture_output=True, text=True, env=env, timeout=PATIENCE)
+        self.assertEqual(r.returncode, 1)
+        self.assertIn('its holder is unknown (waits that retry', r.stderr)
+        self.assertNotIn('under 100 ms', r.stderr)
+        r = self.run_tool('-w', '0.05', '--verbose', self.file, 'true')
+        self.assertIn('its holder is unknown (waits under 100 ms', r.stderr)
+
+
 class ToolHoldsTest(CliTestCase):
     """(b) portalock holds the lock; flock(1) contends for it."""
 
