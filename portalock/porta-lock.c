@@ -623,6 +623,34 @@ porta_lock_new_full (GFile          *file,
 }
 
 /**
+ * porta_lock_new_full_for_path:
+ * @path: (type filename): the path of the file to lock
+ * @mode: exclusive or shared
+ * @backend: the kernel mechanism to lock with
+ * @flags: flags for the lock file
+ *
+ * Creates a lock on the file at @path with the given backend and flags;
+ * porta_lock_new_full() without making a #GFile first.
+ *
+ * Returns: (transfer full): a new #PortaLock
+ *
+ * Since: 1.2
+ */
+PortaLock *
+porta_lock_new_full_for_path (const char     *path,
+                              PortaLockMode   mode,
+                              PortaBackend    backend,
+                              PortaLockFlags  flags)
+{
+  g_autoptr(GFile) file = NULL;
+
+  g_return_val_if_fail (path != NULL, NULL);
+
+  file = g_file_new_for_path (path);
+  return porta_lock_new_full (file, mode, backend, flags);
+}
+
+/**
  * porta_lock_get_file:
  * @self: a #PortaLock
  *

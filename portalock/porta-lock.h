@@ -32,6 +32,11 @@ PortaLock     *porta_lock_new_full          (GFile                *file,
                                              PortaLockMode         mode,
                                              PortaBackend          backend,
                                              PortaLockFlags        flags);
+PORTA_AVAILABLE_IN_1_2
+PortaLock     *porta_lock_new_full_for_path (const char           *path,
+                                             PortaLockMode         mode,
+                                             PortaBackend          backend,
+                                             PortaLockFlags        flags);
 
 PORTA_AVAILABLE_IN_1_0
 GFile         *porta_lock_get_file          (PortaLock            *self);

@@ -1007,6 +1007,42 @@ porta_pid_file_query_holder (GFile    *file,
   return TRUE;
 }
 
+/**
+ * porta_pid_file_query_holder_for_path:
+ * @path: (type filename): the path of a PID file
+ * @pid: (out): return location for the ID of the process that holds the
+ *   file, or 0 if it is held but the holder cannot be told
+ * @start_time: (out) (optional): return location for the holder's start
+ *   time, in clock ticks since boot, or 0 if unknown
+ * @command: (out) (optional) (transfer full) (nullable): return location
+ *   for the holder's command name, or %NULL if unknown
+ * @error: return location for a #GError
+ *
+ * porta_pid_file_query_holder() for the PID file at @path, for a program
+ * that asks about a daemon's PID file without making a #GFile or a
+ * #PortaPidFile first.
+ *
+ * Returns: %TRUE if a live process holds the file, with @pid (and
+ *   @start_time and @command if asked for) set; %FALSE if nobody holds it,
+ *   without setting @error, or if it could not be checked, with @error set
+ *
+ * Since: 1.2
+ */
+gboolean
+porta_pid_file_query_holder_for_path (const char  *path,
+                                      int         *pid,
+                                      guint64     *start_time,
+                                      char       **command,
+                                      GError     **error)
+{
+  g_autoptr(GFile) file = NULL;
+
+  g_return_val_if_fail (path != NULL, FALSE);
+
+  file = g_file_new_for_path (path);
+  return porta_pid_file_query_holder (file, pid, start_time, command, error);
+}
+
 static gboolean
 porta_pid_file_lockable_acquire (PortaLockable  *lockable,
                                  int             timeout_ms,

@@ -59,5 +59,11 @@ gboolean      porta_pid_file_query_holder     (GFile                *file,
                                                guint64              *start_time,
                                                char                **command,
                                                GError              **error);
+PORTA_AVAILABLE_IN_1_2
+gboolean      porta_pid_file_query_holder_for_path (const char      *path,
+                                                    int             *pid,
+                                                    guint64         *start_time,
+                                                    char           **command,
+                                                    GError         **error);
 
 G_END_DECLS

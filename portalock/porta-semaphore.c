@@ -756,6 +756,35 @@ porta_semaphore_new (const char *name,
 }
 
 /**
+ * porta_semaphore_new_for_path:
+ * @name: the name of the semaphore, a valid file name
+ * @max_holders: how many holders it lets in at once, from 1 to 256
+ * @directory: (type filename) (nullable): the path of the folder of its
+ *   slot files, or %NULL for g_get_user_runtime_dir()
+ *
+ * Creates a #PortaSemaphore as porta_semaphore_new() does, with its folder
+ * given as a path.
+ *
+ * Returns: (transfer full): a new #PortaSemaphore
+ *
+ * Since: 1.2
+ */
+PortaSemaphore *
+porta_semaphore_new_for_path (const char *name,
+                              guint       max_holders,
+                              const char *directory)
+{
+  g_autoptr(GFile) folder = NULL;
+
+  g_return_val_if_fail (name != NULL, NULL);
+  g_return_val_if_fail (max_holders >= 1 && max_holders <= MAX_SLOTS, NULL);
+
+  if (directory != NULL)
+    folder = g_file_new_for_path (directory);
+  return porta_semaphore_new (name, max_holders, folder);
+}
+
+/**
  * porta_semaphore_get_name:
  * @self: a #PortaSemaphore
  *

@@ -25,6 +25,10 @@ PORTA_AVAILABLE_IN_1_0
 PortaSemaphore *porta_semaphore_new             (const char           *name,
                                                  guint                 max_holders,
                                                  GFile                *directory);
+PORTA_AVAILABLE_IN_1_2
+PortaSemaphore *porta_semaphore_new_for_path    (const char           *name,
+                                                 guint                 max_holders,
+                                                 const char           *directory);
 
 PORTA_AVAILABLE_IN_1_0
 const char     *porta_semaphore_get_name        (PortaSemaphore       *self);
