@@ -45,7 +45,7 @@
  *                         PORTA_BACKEND_DEFAULT, 5000, NULL, &error))
  *   return FALSE;
  * // append a record, then
- * porta_stream_unlock (G_FILE_DESCRIPTOR_BASED (out), PORTA_BACKEND_DEFAULT, NULL);
+ * porta_stream_unlock_any (G_FILE_DESCRIPTOR_BASED (out), NULL);
  * ]|
  */
 
@@ -57,6 +57,57 @@ typedef struct
   int                    timeout_ms;
   char                  *display;
 } FdLock;
+
+/* POSIX record locks belong to the process, not to a descriptor: an
+ * unlock through any descriptor of the file drops what every part of the
+ * process holds on it. So porta_fd_unlock_any() unlocks a POSIX lock only
+ * on a descriptor that porta_fd_lock() locked with that backend, as this
+ * table records (descriptor -> the file it was open on, so that a number
+ * closed and reused for another file is not taken for it). */
+typedef struct
+{
+  guint64 dev;
+  guint64 ino;
+} FdIdentity;
+
+static GMutex      posix_fds_mutex;
+static GHashTable *posix_fds;
+
+static void
+posix_fds_remember (const PortaBackendOps *ops,
+                    const PortaLockFile   *lf)
+{
+  FdIdentity *id;
+
+  if (!ops->per_process)
+    return;
+  id = g_new (FdIdentity, 1);
+  id->dev = lf->dev;
+  id->ino = lf->ino;
+  g_mutex_lock (&posix_fds_mutex);
+  if (posix_fds == NULL)
+    posix_fds = g_hash_table_new_full (NULL, NULL, NULL, g_free);
+  g_hash_table_insert (posix_fds, GINT_TO_POINTER (lf->fd), id);
+  g_mutex_unlock (&posix_fds_mutex);
+}
+
+/* Forgets @lf's descriptor; returns whether it was recorded for @lf's file. */
+static gboolean
+posix_fds_forget (const PortaLockFile *lf)
+{
+  gboolean recorded = FALSE;
+  FdIdentity *id;
+
+  g_mutex_lock (&posix_fds_mutex);
+  id = posix_fds != NULL ? g_hash_table_lookup (posix_fds, GINT_TO_POINTER (lf->fd)) : NULL;
+  if (id != NULL)
+    {
+      recorded = id->dev == lf->dev && id->ino == lf->ino;
+      g_hash_table_remove (posix_fds, GINT_TO_POINTER (lf->fd));
+    }
+  g_mutex_unlock (&posix_fds_mutex);
+  return recorded;
+}
 
 /* What the descriptor names, for messages. */
 static char *
@@ -182,6 +233,8 @@ porta_fd_lock (int             fd,
                                 &unknown);
   if (r != 0)
     fd_lock_set_error (&fl, r, holder, unknown, error);
+  else
+    posix_fds_remember (fl.ops, &fl.lf);
   fd_lock_clear (&fl);
   return r == 0;
 }
@@ -211,7 +264,10 @@ fd_lock_waited (int                 result,
       g_task_return_error (task, error);
     }
   else
-    g_task_return_boolean (task, TRUE);
+    {
+      posix_fds_remember (fl->ops, &fl->lf);
+      g_task_return_boolean (task, TRUE);
+    }
   g_free (holder);
   g_object_unref (task);
 }
@@ -333,7 +389,69 @@ porta_fd_unlock (int            fd,
       fd_lock_clear (&fl);
       return FALSE;
     }
+  if (fl.ops->per_process)
+    posix_fds_forget (&fl.lf);
   r = fl.ops->unlock (fd);
+  if (r != 0)
+    g_set_error (error, G_IO_ERROR, g_io_error_from_errno (r),
+                 _("Cannot unlock “%s”: %s"), fl.display, g_strerror (r));
+  fd_lock_clear (&fl);
+  return r == 0;
+}
+
+/**
+ * porta_fd_unlock_any:
+ * @fd: a locked descriptor
+ * @error: return location for a #GError
+ *
+ * Unlocks the file that @fd is open on, whichever backend locked it, so
+ * that the caller need not repeat the backend it passed to
+ * porta_fd_lock().
+ *
+ * A flock(2) or open file description lock belongs to the open file
+ * description of @fd, so it is unlocked whoever took it: porta_fd_lock(),
+ * util-linux flock(1), Python's `fcntl.flock()` or portalocker. A POSIX
+ * record lock belongs to the whole process instead, and unlocking it through
+ * @fd would drop what any other part of the process holds on the same file;
+ * so it is unlocked only if porta_fd_lock() or porta_fd_lock_async() locked
+ * @fd with %PORTA_BACKEND_POSIX. Release a POSIX lock taken some other way
+ * with porta_fd_unlock(). Unlocking a descriptor that holds no lock
+ * succeeds.
+ *
+ * Returns: %TRUE on success
+ *
+ * Since: 1.2
+ */
+gboolean
+porta_fd_unlock_any (int      fd,
+                     GError **error)
+{
+  static const PortaBackend backends[] = {
+    PORTA_BACKEND_FLOCK, PORTA_BACKEND_OFD, PORTA_BACKEND_POSIX, PORTA_BACKEND_WIN32,
+  };
+  FdLock fl = { 0 };
+  gboolean posix_locked;
+  int r = 0;
+  gsize i;
+
+  g_return_val_if_fail (fd >= 0, FALSE);
+  g_return_val_if_fail (error == NULL || *error == NULL, FALSE);
+
+  porta_i18n_init ();
+  if (!fd_lock_init (&fl, fd, PORTA_LOCK_MODE_EXCLUSIVE, PORTA_BACKEND_DEFAULT, 0, error))
+    {
+      fd_lock_clear (&fl);
+      return FALSE;
+    }
+  posix_locked = posix_fds_forget (&fl.lf);
+  for (i = 0; i < G_N_ELEMENTS (backends) && r == 0; i++)
+    {
+      const PortaBackendOps *ops = porta_backend_get_ops (backends[i]);
+
+      if (ops == NULL || (ops->per_process && !posix_locked))
+        continue;
+      r = ops->unlock (fd);
+    }
   if (r != 0)
     g_set_error (error, G_IO_ERROR, g_io_error_from_errno (r),
                  _("Cannot unlock “%s”: %s"), fl.display, g_strerror (r));
@@ -395,6 +513,27 @@ porta_stream_unlock (GFileDescriptorBased  *stream,
   g_return_val_if_fail (G_IS_FILE_DESCRIPTOR_BASED (stream), FALSE);
 
   return porta_fd_unlock (g_file_descriptor_based_get_fd (stream), backend, error);
+}
+
+/**
+ * porta_stream_unlock_any:
+ * @stream: a locked stream
+ * @error: return location for a #GError
+ *
+ * Unlocks the file @stream reads or writes, whichever backend locked it;
+ * porta_fd_unlock_any() on its descriptor.
+ *
+ * Returns: %TRUE on success
+ *
+ * Since: 1.2
+ */
+gboolean
+porta_stream_unlock_any (GFileDescriptorBased  *stream,
+                         GError               **error)
+{
+  g_return_val_if_fail (G_IS_FILE_DESCRIPTOR_BASED (stream), FALSE);
+
+  return porta_fd_unlock_any (g_file_descriptor_based_get_fd (stream), error);
 }
 
 #endif /* G_OS_UNIX */

@@ -42,6 +42,9 @@ PORTA_AVAILABLE_IN_1_0
 gboolean porta_fd_unlock        (int                   fd,
                                  PortaBackend          backend,
                                  GError              **error);
+PORTA_AVAILABLE_IN_1_2
+gboolean porta_fd_unlock_any    (int                   fd,
+                                 GError              **error);
 #ifdef G_OS_UNIX
 PORTA_AVAILABLE_IN_1_0
 gboolean porta_stream_lock      (GFileDescriptorBased *stream,
@@ -54,6 +57,9 @@ PORTA_AVAILABLE_IN_1_0
 gboolean porta_stream_unlock    (GFileDescriptorBased *stream,
                                  PortaBackend          backend,
                                  GError              **error);
+PORTA_AVAILABLE_IN_1_2
+gboolean porta_stream_unlock_any (GFileDescriptorBased *stream,
+                                  GError              **error);
 #endif
 
 G_END_DECLS

@@ -1716,6 +1716,256 @@ test_stream (Fixture       *fx,
   g_assert_cmpstr (contents, ==, "record 1\nrecord 2\n");
 }
 
+/* ---- unlocking without repeating the backend (1.2) -------------------- */
+
+static void
+test_fd_unlock_any (Fixture       *fx,
+                    gconstpointer  data)
+{
+  PortaBackend backend = GPOINTER_TO_INT (data);
+  const char *kind = backend_kind (backend);
+  g_autoptr(GError) error = NULL;
+  int fd;
+
+  if (!have_tools ())
+    return;
+
+  fd = open (fx->path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  g_assert_cmpint (fd, >=, 0);
+
+  g_assert_true (porta_fd_lock (fd, PORTA_LOCK_MODE_EXCLUSIVE, backend, 0, NULL, &error));
+  g_assert_no_error (error);
+  if (backend == PORTA_BACKEND_FLOCK)
+    g_assert_cmpint (flock_try (fx->path, TRUE), ==, 1);
+  else
+    g_assert_cmpint (fcntl_try (fx->path, kind, TRUE), ==, 1);
+
+  g_assert_true (porta_fd_unlock_any (fd, &error));
+  g_assert_no_error (error);
+  if (backend == PORTA_BACKEND_FLOCK)
+    g_assert_cmpint (flock_try (fx->path, FALSE), ==, 0);
+  else
+    g_assert_cmpint (fcntl_try (fx->path, kind, FALSE), ==, 0);
+
+  /* nothing held: no error */
+  g_assert_true (porta_fd_unlock_any (fd, &error));
+  g_assert_no_error (error);
+
+  /* a shared lock too */
+  g_assert_true (porta_fd_lock (fd, PORTA_LOCK_MODE_SHARED, backend, -1, NULL, &error));
+  g_assert_no_error (error);
+  if (backend == PORTA_BACKEND_FLOCK)
+    g_assert_cmpint (flock_try (fx->path, FALSE), ==, 1);
+  else
+    g_assert_cmpint (fcntl_try (fx->path, kind, FALSE), ==, 1);
+  g_assert_true (porta_fd_unlock_any (fd, &error));
+  g_assert_no_error (error);
+  if (backend == PORTA_BACKEND_FLOCK)
+    g_assert_cmpint (flock_try (fx->path, FALSE), ==, 0);
+  else
+    g_assert_cmpint (fcntl_try (fx->path, kind, FALSE), ==, 0);
+
+  g_assert_cmpint (close (fd), ==, 0);
+}
+
+static void
+test_fd_unlock_any_async (Fixture       *fx,
+                          gconstpointer  data)
+{
+  g_autoptr(GError) error = NULL;
+  AsyncResultData r = { 0 };
+  int fd;
+
+  if (!have_tools ())
+    return;
+
+  fd = open (fx->path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  g_assert_cmpint (fd, >=, 0);
+  porta_fd_lock_async (fd, PORTA_LOCK_MODE_EXCLUSIVE, PORTA_BACKEND_POSIX, 0, G_PRIORITY_DEFAULT,
+                       NULL, on_fd_locked, &r);
+  wait_async (&r);
+  g_assert_no_error (r.error);
+  g_assert_true (r.ok);
+  async_result_clear (&r);
+  g_assert_cmpint (fcntl_try (fx->path, "posix", TRUE), ==, 1);
+  g_assert_true (porta_fd_unlock_any (fd, &error));
+  g_assert_no_error (error);
+  g_assert_cmpint (fcntl_try (fx->path, "posix", FALSE), ==, 0);
+  g_assert_cmpint (close (fd), ==, 0);
+}
+
+/* A POSIX lock belongs to the process: porta_fd_unlock_any() must not drop
+ * one that porta_fd_lock() did not take on that descriptor. */
+static void
+test_fd_unlock_any_foreign_posix (Fixture       *fx,
+                                  gconstpointer  data)
+{
+  g_autoptr(GError) error = NULL;
+  struct flock fl = { 0 };
+  int fd, other;
+
+  if (!have_tools ())
+    return;
+
+  fd = open (fx->path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  g_assert_cmpint (fd, >=, 0);
+  other = open (fx->path, O_RDWR | O_CLOEXEC);
+  g_assert_cmpint (other, >=, 0);
+
+  /* another part of the process holds a POSIX lock, through @other */
+  fl.l_type = F_WRLCK;
+  fl.l_whence = SEEK_SET;
+  g_assert_cmpint (fcntl (other, F_SETLK, &fl), ==, 0);
+  g_assert_cmpint (fcntl_try (fx->path, "posix", TRUE), ==, 1);
+
+  /* unlocking @fd, locked with flock, leaves it alone */
+  g_assert_true (porta_fd_lock (fd, PORTA_LOCK_MODE_EXCLUSIVE, PORTA_BACKEND_FLOCK, 0, NULL, &error));
+  g_assert_no_error (error);
+  g_assert_true (porta_fd_unlock_any (fd, &error));
+  g_assert_no_error (error);
+  g_assert_cmpint (flock_try (fx->path, FALSE), ==, 0);
+  g_assert_cmpint (fcntl_try (fx->path, "posix", TRUE), ==, 1);
+
+  /* and so does unlocking @other, which porta_fd_lock() never locked */
+  g_assert_true (porta_fd_unlock_any (other, &error));
+  g_assert_no_error (error);
+  g_assert_cmpint (fcntl_try (fx->path, "posix", TRUE), ==, 1);
+
+  /* porta_fd_unlock() with the backend still releases it */
+  g_assert_true (porta_fd_unlock (other, PORTA_BACKEND_POSIX, &error));
+  g_assert_no_error (error);
+  g_assert_cmpint (fcntl_try (fx->path, "posix", FALSE), ==, 0);
+
+  /* a POSIX lock released with porta_fd_unlock() is forgotten: the lock
+   * taken afterwards through @other is not dropped through @fd */
+  g_assert_true (porta_fd_lock (fd, PORTA_LOCK_MODE_EXCLUSIVE, PORTA_BACKEND_POSIX, 0, NULL, &error));
+  g_assert_no_error (error);
+  g_assert_true (porta_fd_unlock (fd, PORTA_BACKEND_POSIX, &error));
+  g_assert_no_error (error);
+  g_assert_cmpint (fcntl (other, F_SETLK, &fl), ==, 0);
+  g_assert_true (porta_fd_unlock_any (fd, &error));
+  g_assert_no_error (error);
+  g_assert_cmpint (fcntl_try (fx->path, "posix", TRUE), ==, 1);
+
+  g_assert_cmpint (close (other), ==, 0);
+  g_assert_cmpint (close (fd), ==, 0);
+}
+
+static void
+test_stream_unlock_any (Fixture       *fx,
+                        gconstpointer  data)
+{
+  g_autoptr(GFile) file = g_file_new_for_path (fx->path);
+  g_autoptr(GFileOutputStream) out = NULL;
+  g_autoptr(GError) error = NULL;
+
+  if (!have_tools ())
+    return;
+
+  out = g_file_append_to (file, G_FILE_CREATE_NONE, NULL, &error);
+  g_assert_no_error (error);
+  g_assert_true (porta_stream_lock (G_FILE_DESCRIPTOR_BASED (out), PORTA_LOCK_MODE_EXCLUSIVE,
+                                    PORTA_BACKEND_OFD, 0, NULL, &error));
+  g_assert_no_error (error);
+  g_assert_cmpint (fcntl_try (fx->path, "ofd", TRUE), ==, 1);
+  g_assert_true (porta_stream_unlock_any (G_FILE_DESCRIPTOR_BASED (out), &error));
+  g_assert_no_error (error);
+  g_assert_cmpint (fcntl_try (fx->path, "ofd", FALSE), ==, 0);
+  g_assert_true (g_output_stream_close (G_OUTPUT_STREAM (out), NULL, &error));
+  g_assert_no_error (error);
+}
+
+/* ---- constructors and queries that take a path (1.2) ------------------- */
+
+static void
+test_path_lock_new_full (Fixture       *fx,
+                         gconstpointer  data)
+{
+  g_autoptr(PortaLock) lock = NULL;
+  g_autoptr(GError) error = NULL;
+  g_autofree char *path = NULL;
+
+  if (!have_tools ())
+    return;
+
+  lock = porta_lock_new_full_for_path (fx->path, PORTA_LOCK_MODE_SHARED, PORTA_BACKEND_OFD,
+                                       PORTA_LOCK_FLAGS_DELETE_ON_RELEASE);
+  path = g_file_get_path (porta_lock_get_file (lock));
+  g_assert_cmpstr (path, ==, fx->path);
+  g_assert_cmpint (porta_lock_get_mode (lock), ==, PORTA_LOCK_MODE_SHARED);
+  g_assert_cmpint (porta_lock_get_backend (lock), ==, PORTA_BACKEND_OFD);
+  g_assert_cmpint (porta_lock_get_flags (lock), ==, PORTA_LOCK_FLAGS_DELETE_ON_RELEASE);
+
+  g_assert_true (porta_lock_acquire (lock, 0, NULL, &error));
+  g_assert_no_error (error);
+  g_assert_cmpint (fcntl_try (fx->path, "ofd", TRUE), ==, 0);
+  g_assert_cmpint (fcntl_try (fx->path, "ofd", FALSE), ==, 1);
+  g_assert_true (porta_lock_release (lock, &error));
+  g_assert_no_error (error);
+}
+
+static void
+test_path_semaphore_new (Fixture       *fx,
+                         gconstpointer  data)
+{
+  g_autoptr(PortaSemaphore) sem = NULL;
+  g_autoptr(PortaSemaphore) runtime = NULL;
+  g_autoptr(GError) error = NULL;
+  g_autofree char *folder = NULL;
+  g_autofree char *slot = NULL;
+
+  sem = porta_semaphore_new_for_path ("jobs", 2, fx->dir);
+  g_assert_cmpstr (porta_semaphore_get_name (sem), ==, "jobs");
+  g_assert_cmpuint (porta_semaphore_get_max_holders (sem), ==, 2);
+  folder = g_file_get_path (porta_semaphore_get_directory (sem));
+  g_assert_cmpstr (folder, ==, fx->dir);
+
+  g_assert_true (porta_semaphore_acquire (sem, 0, NULL, &error));
+  g_assert_no_error (error);
+  g_assert_cmpint (porta_semaphore_get_slot (sem), >=, 0);
+  /* its slot files are in that folder */
+  slot = g_strdup_printf ("%s/jobs.%d.lock", fx->dir, porta_semaphore_get_slot (sem));
+  g_assert_true (g_file_test (slot, G_FILE_TEST_IS_REGULAR));
+  g_assert_true (porta_semaphore_release (sem, &error));
+  g_assert_no_error (error);
+
+  /* no folder: the user's runtime folder, as porta_semaphore_new() */
+  runtime = porta_semaphore_new_for_path ("jobs", 1, NULL);
+  g_clear_pointer (&folder, g_free);
+  if (porta_semaphore_get_directory (runtime) != NULL)
+    folder = g_file_get_path (porta_semaphore_get_directory (runtime));
+  g_assert_cmpstr (folder, ==, g_get_user_runtime_dir ());
+}
+
+static void
+test_path_pid_file_query (Fixture       *fx,
+                          gconstpointer  data)
+{
+  g_autoptr(PortaPidFile) pid_file = porta_pid_file_new_for_path (fx->path);
+  g_autoptr(GError) error = NULL;
+  g_autofree char *command = NULL;
+  guint64 start_time = 0;
+  int pid = -1;
+
+  /* missing: nobody */
+  g_assert_false (porta_pid_file_query_holder_for_path (fx->path, &pid, NULL, NULL, &error));
+  g_assert_no_error (error);
+  g_assert_cmpint (pid, ==, 0);
+
+  g_assert_true (porta_pid_file_acquire (pid_file, 0, NULL, &error));
+  g_assert_no_error (error);
+  g_assert_true (porta_pid_file_query_holder_for_path (fx->path, &pid, &start_time, &command, &error));
+  g_assert_no_error (error);
+  g_assert_cmpint (pid, ==, getpid ());
+  g_assert_cmpuint (start_time, >, 0);
+  g_assert_nonnull (command);
+
+  g_assert_true (porta_pid_file_release (pid_file, &error));
+  g_assert_no_error (error);
+  g_assert_false (porta_pid_file_query_holder_for_path (fx->path, &pid, NULL, NULL, &error));
+  g_assert_no_error (error);
+}
+
 /* ---- PortaLockable ---------------------------------------------------- */
 
 static void
@@ -1859,6 +2109,16 @@ main (int    argc,
   ADD ("fd/ofd", GINT_TO_POINTER (PORTA_BACKEND_OFD), test_fd_fcntl);
   ADD ("fd/posix", GINT_TO_POINTER (PORTA_BACKEND_POSIX), test_fd_fcntl);
   ADD ("stream", NULL, test_stream);
+  ADD ("fd/unlock-any/flock", GINT_TO_POINTER (PORTA_BACKEND_FLOCK), test_fd_unlock_any);
+  ADD ("fd/unlock-any/ofd", GINT_TO_POINTER (PORTA_BACKEND_OFD), test_fd_unlock_any);
+  ADD ("fd/unlock-any/posix", GINT_TO_POINTER (PORTA_BACKEND_POSIX), test_fd_unlock_any);
+  ADD ("fd/unlock-any/posix-async", NULL, test_fd_unlock_any_async);
+  ADD ("fd/unlock-any/foreign-posix", NULL, test_fd_unlock_any_foreign_posix);
+  ADD ("stream/unlock-any-ofd", NULL, test_stream_unlock_any);
+
+  ADD ("path/lock-new-full", NULL, test_path_lock_new_full);
+  ADD ("path/semaphore-new", NULL, test_path_semaphore_new);
+  ADD ("path/pid-file-query-holder", NULL, test_path_pid_file_query);
 
   ADD ("lockable", NULL, test_lockable);
 
