@@ -25,6 +25,12 @@ import unittest
 
 import gi
 
+if os.environ.get('PORTA_OVERRIDES_PATH'):
+    # Installed with -Dpygobject_overrides_dir into a folder that is not a
+    # gi/overrides folder of a sys.path entry (see test_installed.py).
+    import gi.overrides
+    gi.overrides.__path__.insert(0, os.environ['PORTA_OVERRIDES_PATH'])
+
 gi.require_version('GLib', '2.0')
 gi.require_version('Gio', '2.0')
 gi.require_version('Porta', '1')
