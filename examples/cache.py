@@ -2,7 +2,8 @@
 # SPDX-License-Identifier: LGPL-2.1-or-later
 #
 # cache.py: keep a cache file fresh when many processes want it at once,
-# from Python through PyGObject and the Porta-1 typelib.
+# from Python through PyGObject, the Porta-1 typelib and portalock's
+# overrides: each lock is a `with` block with a timeout in seconds.
 #
 #   python3 cache.py [CACHE_FILE]
 #
@@ -13,7 +14,8 @@
 # and the slow work is done once however many processes find it stale.
 #
 # When the library is not installed, point GI_TYPELIB_PATH and
-# LD_LIBRARY_PATH at the build's portalock/ folder.
+# LD_LIBRARY_PATH at the build's portalock/ folder, and PYTHONPATH at the
+# source's bindings/python folder (for gi/overrides/Porta.py).
 
 import locale
 import os
@@ -27,7 +29,7 @@ from gi.repository import GLib, Porta  # noqa: E402
 
 PROGRAM_NAME = 'cache.py'
 MAX_AGE_S = 60          # a cache older than this is stale
-LOCK_TIMEOUT_MS = 5000  # how long to wait for a lock someone else holds
+LOCK_TIMEOUT_S = 5.0   # how long to wait for a lock someone else holds
 
 
 def read_locked_file(lock):
@@ -74,25 +76,20 @@ def write_locked_file(lock, contents):
 
 def use_or_regenerate_cache(path):
     # 1. Read under a shared lock; any number of readers at once. The lock
-    #    creates the file, empty, if it is missing.
-    reader = Porta.Lock.new_for_path(path, Porta.LockMode.SHARED)
-    reader.acquire(LOCK_TIMEOUT_MS, None)
-    try:
+    #    creates the file, empty, if it is missing. Leaving the block
+    #    releases it, also on an exception.
+    with Porta.Lock(path, Porta.LockMode.SHARED, timeout=LOCK_TIMEOUT_S) as reader:
         contents = read_locked_file(reader)
         generated_by = generated_by_if_fresh(contents)
         if generated_by is not None:
             print(f'{PROGRAM_NAME}: {path} is fresh (by {generated_by}): read it under a shared lock')
             return
-    finally:
-        # 2. flock (the default backend) cannot turn a shared lock into an
-        #    exclusive one atomically: let go, then queue for exclusive.
-        reader.release()
 
-    writer = Porta.Lock.new_for_path(path, Porta.LockMode.EXCLUSIVE)
-    # GLib.Error with Gio.IOErrorEnum.TIMED_OUT after 5 s; its message says
-    # who holds the lock.
-    writer.acquire(LOCK_TIMEOUT_MS, None)
-    try:
+    # 2. flock (the default backend) cannot turn a shared lock into an
+    #    exclusive one atomically: the block above let go; now queue for
+    #    exclusive. Porta.LockTimeout after 5 s; its message says who holds
+    #    the lock.
+    with Porta.Lock(path, timeout=LOCK_TIMEOUT_S) as writer:
         # 3. Someone may have regenerated it while we waited.
         generated_by = generated_by_if_fresh(read_locked_file(writer))
         if generated_by is not None:
@@ -102,8 +99,6 @@ def use_or_regenerate_cache(path):
         # 4. Our turn: nobody reads or writes the file until we release.
         write_locked_file(writer, compute_cache_contents())
         print(f'{PROGRAM_NAME}: regenerated {path} (it was {"missing or empty" if not contents else "stale"})')
-    finally:
-        writer.release()
 
 
 def main(argv):
@@ -119,7 +114,10 @@ def main(argv):
     os.makedirs(os.path.dirname(os.path.abspath(path)), mode=0o700, exist_ok=True)
     try:
         use_or_regenerate_cache(path)
-    except GLib.Error as e:
+    except Porta.LockTimeout as e:
+        print(f'{PROGRAM_NAME}: gave up after {LOCK_TIMEOUT_S:g} s: {e.message}', file=sys.stderr)
+        return 1
+    except Porta.LockException as e:  # a GLib.Error too
         print(f'{PROGRAM_NAME}: {e.message}', file=sys.stderr)
         return 1
     return 0
