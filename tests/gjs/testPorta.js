@@ -538,6 +538,47 @@ test('errors for a bad path', async () => {
     assert(error.message.includes('example.com'), `the message names the file: ${error.message}`);
 });
 
+test('every lock kind from a path, awaited (1.2)', async () => {
+    for (const klass of [Porta.Lock, Porta.PidFile, Porta.Semaphore])
+        Gio._promisify(klass.prototype, 'acquire_async', 'acquire_finish');
+
+    const lock = Porta.Lock.new_full_for_path(lockPath, Porta.LockMode.SHARED,
+        Porta.Backend.OFD, Porta.LockFlags.NONE);
+    assertEqual(lock.file.get_path(), lockPath, 'file of new_full_for_path()');
+    assertEqual(lock.backend, Porta.Backend.OFD, 'backend of new_full_for_path()');
+    assertEqual(await lock.acquire_async(1000, GLib.PRIORITY_DEFAULT, null), true, 'await Lock');
+    lock.release();
+
+    const sem = Porta.Semaphore.new_for_path('jobs', 2, testDir);
+    assertEqual(sem.directory.get_path(), testDir, 'directory of Semaphore.new_for_path()');
+    assertEqual(await sem.acquire_async(1000, GLib.PRIORITY_DEFAULT, null), true, 'await Semaphore');
+    assert(GLib.file_test(GLib.build_filenamev([testDir, `jobs.${sem.get_slot()}.lock`]),
+        GLib.FileTest.IS_REGULAR), 'the slot file is in the folder');
+    sem.release();
+
+    const pidPath = GLib.build_filenamev([testDir, 'app.pid']);
+    const pidFile = Porta.PidFile.new_for_path(pidPath);
+    assertArrayEqual(Porta.PidFile.query_holder_for_path(pidPath), [false, 0, 0, null], 'nobody holds it');
+    assertEqual(await pidFile.acquire_async(1000, GLib.PRIORITY_DEFAULT, null), true, 'await PidFile');
+    const [held, pid] = Porta.PidFile.query_holder_for_path(pidPath);
+    assertEqual(held, true, 'held');
+    assertEqual(pid, new Gio.Credentials().get_unix_pid(), 'by this process');
+    pidFile.release();
+});
+
+test('stream unlocked without repeating the backend (1.2)', () => {
+    const stream = Gio.File.new_for_path(lockPath).append_to(Gio.FileCreateFlags.NONE, null);
+    assertEqual(Porta.stream_lock(stream, Porta.LockMode.EXCLUSIVE, Porta.Backend.OFD, 0, null), true,
+        'stream_lock');
+    const other = Porta.Lock.new_full_for_path(lockPath, Porta.LockMode.EXCLUSIVE,
+        Porta.Backend.OFD, Porta.LockFlags.NONE);
+    assertThrowsIOError(Gio.IOErrorEnum.WOULD_BLOCK, () => other.try_acquire(), 'held through the stream');
+    assertEqual(Porta.stream_unlock_any(stream), true, 'stream_unlock_any');
+    assertEqual(other.try_acquire(), true, 'free after stream_unlock_any');
+    other.release();
+    stream.close(null);
+});
+
 // ---------------------------------------------------------------------------
 // The runner
 
