@@ -416,7 +416,9 @@ porta_fd_unlock (int            fd,
  * so it is unlocked only if porta_fd_lock() or porta_fd_lock_async() locked
  * @fd with %PORTA_BACKEND_POSIX. Release a POSIX lock taken some other way
  * with porta_fd_unlock(). Unlocking a descriptor that holds no lock
- * succeeds.
+ * succeeds. (A descriptor closed while porta_fd_lock() held a POSIX lock on
+ * it, whose number is then reused for the same file, still counts as locked
+ * by porta_fd_lock(): unlock before closing.)
  *
  * Returns: %TRUE on success
  *
