@@ -77,6 +77,39 @@ class OverridesLoaded(unittest.TestCase):
                               '%s.%s' % (name, method))
 
 
+class LaterLockKinds(unittest.TestCase):
+    """A lock kind that the overrides do not know by name (a Redis lock
+    added to the typelib) gets a class made as this one is made here from
+    the typelib's Porta.Lock."""
+
+    def setUp(self):
+        self.dir = tempfile.mkdtemp(prefix='porta-pythonic-')
+        self.addCleanup(shutil.rmtree, self.dir, True)
+        self.path = os.path.join(self.dir, 'app.lock')
+
+    def test_generic_class(self):
+        overrides = sys.modules['gi.overrides.Porta']
+        gi_lock = [c for c in Porta.Lock.__mro__ if c.__module__ == 'gi.repository.Porta'][0]
+        cls = overrides._pythonic_lockable_class(gi_lock)
+        self.assertIsNot(cls, Porta.Lock)
+        self.assertIs(cls.acquire, Porta.Lockable.acquire)
+        lock = cls(file=Gio.File.new_for_path(self.path), mode=Porta.LockMode.EXCLUSIVE,
+                   timeout=0.2)
+        self.assertIsInstance(lock, cls)
+        self.assertEqual(lock.timeout, 0.2)
+        with lock:
+            self.assertTrue(lock.props.held)
+            other = cls(file=Gio.File.new_for_path(self.path), timeout=0.2)
+            start = time.monotonic()
+            with self.assertRaises(Porta.LockTimeout):
+                with other:
+                    self.fail('the block ran without the lock')
+            self.assertGreaterEqual(time.monotonic() - start, 0.19)
+            with self.assertRaises(Porta.AlreadyLocked):
+                other.acquire(timeout=0)
+        self.assertFalse(lock.props.held)
+
+
 class TestCase(unittest.TestCase):
     def setUp(self):
         self.dir = tempfile.mkdtemp(prefix='porta-pythonic-')

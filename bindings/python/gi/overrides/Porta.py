@@ -458,14 +458,22 @@ def _generic_init(self, *args, timeout=None, **kwargs):
     self.timeout = timeout
 
 
+def _pythonic_lockable_class(gi_class):
+    """The Pythonic class for a lock kind of the typelib: its GObject
+    properties as keywords, plus `timeout`, and Lockable's methods."""
+    cls = type(gi_class.__name__, (gi_class,), {
+        '__module__': __name__,
+        '__init__': _generic_init,
+        '__doc__': '%s(*, timeout=None, **properties)' % gi_class.__name__,
+    })
+    cls.__pythonic_class__ = cls
+    return _pythonic_lockable(cls)
+
+
 for _name in _lockable_infos():
-    if _name in __all__:
-        continue
-    _cls = type(_name, (getattr(Porta, _name),),
-                {'__module__': __name__, '__init__': _generic_init})
-    _cls.__pythonic_class__ = _cls
-    override(_pythonic_lockable(_cls))
-    __all__.append(_name)
+    if _name not in __all__:
+        override(_pythonic_lockable_class(getattr(Porta, _name)))
+        __all__.append(_name)
 
 
 # ---------------------------------------------------------------------------
