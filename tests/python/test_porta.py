@@ -6,7 +6,10 @@
 # Run it with /usr/bin/python3 (the interpreter PyGObject is built for),
 # with GI_TYPELIB_PATH and LD_LIBRARY_PATH pointing at the built
 # portalock/ folder when the library is not installed; `meson test --suite
-# python` does that.
+# python` does that, with the source's bindings/python on PYTHONPATH too:
+# the calls here are the C-shaped ones of the bare typelib (milliseconds,
+# Gio.File arguments, GLib.Error), and so check that they keep working
+# through the PyGObject overrides. test_pythonic.py tests the Pythonic API.
 #
 # The other processes that hold or probe a lock are this same file run as
 #   test_porta.py --holder KIND MODE PATH   (locks, prints "locked", waits
