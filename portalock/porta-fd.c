@@ -366,7 +366,8 @@ porta_fd_lock_finish (GAsyncResult  *result,
  * @error: return location for a #GError
  *
  * Unlocks the file that @fd is open on. Unlocking a descriptor that holds
- * no lock succeeds.
+ * no lock succeeds. porta_fd_unlock_any() does the same without being told
+ * the backend.
  *
  * Returns: %TRUE on success
  *

@@ -600,7 +600,8 @@ porta_lock_new_for_path (const char    *path,
  * @backend: the kernel mechanism to lock with
  * @flags: flags for the lock file
  *
- * Creates a lock on @file with the given backend and flags.
+ * Creates a lock on @file with the given backend and flags;
+ * porta_lock_new_full_for_path() takes a path instead.
  *
  * Returns: (transfer full): a new #PortaLock
  *

@@ -895,6 +895,8 @@ process_matches (pid_t    pid,
  * process that is gone. A holder can only be told apart from a reused
  * process ID on systems with `/proc`.
  *
+ * porta_pid_file_query_holder_for_path() takes the path instead.
+ *
  * Returns: %TRUE if a live process holds @file, with @pid (and
  *   @start_time and @command if asked for) set; %FALSE if nobody holds it,
  *   without setting @error, or if it could not be checked, with @error set

@@ -733,7 +733,8 @@ porta_semaphore_init (PortaSemaphore *self)
  *
  * Creates a #PortaSemaphore that holds one of the @max_holders slots of
  * the semaphore @name in @directory. Nothing is opened or locked until it
- * is acquired, and @name is checked then.
+ * is acquired, and @name is checked then. porta_semaphore_new_for_path()
+ * takes the folder as a path.
  *
  * Returns: (transfer full): a new #PortaSemaphore
  *
