@@ -6,12 +6,12 @@
 #include "config.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <string.h>
 
 #include <gio/gio.h>
 
 #ifdef G_OS_UNIX
-# include <fcntl.h>
 # include <sys/file.h>
 # include <sys/stat.h>
 # include <unistd.h>
@@ -653,6 +653,20 @@ porta_lock_file_check (const PortaLockFile *lf,
   return 0;
 }
 
+/* O_RDONLY, O_WRONLY or O_RDWR for an open descriptor, -1 if it is not
+ * open (or the system does not say). */
+static int
+porta_fd_access_mode (int fd)
+{
+#ifdef G_OS_UNIX
+  int flags = fd >= 0 ? fcntl (fd, F_GETFL) : -1;
+
+  return flags < 0 ? -1 : (flags & O_ACCMODE);
+#else
+  return -1;
+#endif
+}
+
 /* Sets an error for a failed lock call. When the lock is taken, the
  * message names the holder where the kernel tells who it is. */
 void
@@ -686,10 +700,27 @@ porta_set_lock_error (GError                **error,
                    display, ops->name, g_strerror (errsv));
       break;
     case EBADF:
-      g_set_error (error, G_IO_ERROR, G_IO_ERROR_PERMISSION_DENIED,
-                   _("Cannot lock “%s”: the file is not open for writing, "
-                     "which %s write locks need"),
-                   display, ops->name);
+      /* fcntl() locks: a write lock needs the file open for writing, a
+       * read lock open for reading. Else the descriptor is not open. */
+      switch (lf != NULL ? porta_fd_access_mode (lf->fd) : -1)
+        {
+        case O_RDONLY:
+          g_set_error (error, G_IO_ERROR, G_IO_ERROR_PERMISSION_DENIED,
+                       _("Cannot lock “%s”: the file is not open for writing, "
+                         "which %s write locks need"),
+                       display, ops->name);
+          break;
+        case O_WRONLY:
+          g_set_error (error, G_IO_ERROR, G_IO_ERROR_PERMISSION_DENIED,
+                       _("Cannot lock “%s”: the file is not open for reading, "
+                         "which %s read locks need"),
+                       display, ops->name);
+          break;
+        default:
+          g_set_error (error, G_IO_ERROR, G_IO_ERROR_FAILED,
+                       _("Cannot lock “%s”: %s"), display, g_strerror (errsv));
+          break;
+        }
       break;
     case EDEADLK:
       g_set_error (error, G_IO_ERROR, G_IO_ERROR_FAILED,

@@ -20,6 +20,12 @@
 #include "porta-backend-private.h"
 #include "porta-waiter-private.h"
 
+#ifndef G_OS_WIN32
+# include <fcntl.h>
+# include <sys/file.h>
+# include <unistd.h>
+#endif
+
 #ifdef G_OS_WIN32
 # include <windows.h>
 static const PortaBackend backends[] = { PORTA_BACKEND_WIN32 };
@@ -61,10 +67,44 @@ static void
 test_other_errors (void)
 {
   check_mapping (EWOULDBLOCK, G_IO_ERROR_WOULD_BLOCK, "held by");
-  check_mapping (EBADF, G_IO_ERROR_PERMISSION_DENIED, "not open for writing");
+  /* Without a descriptor to look at, EBADF is only that. */
+  check_mapping (EBADF, G_IO_ERROR_FAILED, g_strerror (EBADF));
   check_mapping (EDEADLK, G_IO_ERROR_FAILED, "deadlock");
   check_mapping (EIO, G_IO_ERROR_FAILED, "Cannot lock");
 }
+
+#ifndef G_OS_WIN32
+/* fcntl() locks fail with EBADF on a descriptor open the wrong way for
+ * them: the message says which way it must be open. */
+static void
+test_bad_descriptor_access (void)
+{
+  const PortaBackendOps *ops = porta_backend_get_ops (PORTA_BACKEND_OFD);
+  struct {
+    int         flags;
+    int         code;
+    const char *words;
+  } cases[] = {
+    { O_RDONLY, G_IO_ERROR_PERMISSION_DENIED, "not open for writing" },
+    { O_WRONLY, G_IO_ERROR_PERMISSION_DENIED, "not open for reading" },
+    { O_RDWR, G_IO_ERROR_FAILED, "Bad file descriptor" },
+  };
+
+  for (gsize i = 0; i < G_N_ELEMENTS (cases); i++)
+    {
+      PortaLockFile lf = { -1, 0, 0, FALSE, FALSE };
+      g_autoptr(GError) error = NULL;
+
+      lf.fd = open ("/dev/null", cases[i].flags | O_CLOEXEC);
+      g_assert_cmpint (lf.fd, >=, 0);
+      porta_set_lock_error (&error, EBADF, "/srv/app.lock", ops, &lf);
+      g_assert_error (error, G_IO_ERROR, cases[i].code);
+      g_assert_nonnull (strstr (error->message, "/srv/app.lock"));
+      g_assert_nonnull (strstr (error->message, cases[i].words));
+      close (lf.fd);
+    }
+}
+#endif
 
 static void
 test_backends (void)
@@ -105,7 +145,7 @@ test_win32_error_codes (void)
     { ERROR_NOT_SUPPORTED, G_IO_ERROR_NOT_SUPPORTED, "does not support win32 locks" },
     { ERROR_INVALID_FUNCTION, G_IO_ERROR_NOT_SUPPORTED, "does not support win32 locks" },
     { ERROR_INVALID_PARAMETER, G_IO_ERROR_NOT_SUPPORTED, "does not support win32 locks" },
-    { ERROR_INVALID_HANDLE, G_IO_ERROR_PERMISSION_DENIED, "Cannot lock" },
+    { ERROR_INVALID_HANDLE, G_IO_ERROR_FAILED, "Cannot lock" },
     { ERROR_ACCESS_DENIED, G_IO_ERROR_PERMISSION_DENIED, "Cannot lock" },
     { ERROR_DISK_FULL, G_IO_ERROR_NO_SPACE, "Cannot lock" },
     { ERROR_GEN_FAILURE, G_IO_ERROR_FAILED, "Cannot lock" },
@@ -147,10 +187,6 @@ test_win32_wait_mechanism (void)
 #endif
 
 #ifndef G_OS_WIN32
-# include <fcntl.h>
-# include <sys/file.h>
-# include <unistd.h>
-
 /* A timed-out wait names the holder, or says truly why it cannot: a
  * kernel wait too short to look it up, a wait that retries with a back-off
  * (network filesystems, PORTALOCK_SIGNAL=0), which never looks it up. */
@@ -214,6 +250,7 @@ main (int    argc,
   g_test_add_func ("/errors/backends", test_backends);
 #ifndef G_OS_WIN32
   g_test_add_func ("/errors/holder-unknown-reasons", test_holder_unknown_reasons);
+  g_test_add_func ("/errors/bad-descriptor-access", test_bad_descriptor_access);
 #endif
 #ifdef G_OS_WIN32
   g_test_add_func ("/errors/win32-codes", test_win32_error_codes);
