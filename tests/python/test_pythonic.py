@@ -129,6 +129,7 @@ class TestCase(unittest.TestCase):
         timer = threading.Timer(delay_s, lock.release)
         timer.start()
         self.addCleanup(timer.join)
+        return timer
 
     def assertLockError(self, cls, domain, code, func, *args, **kwargs):
         with self.assertRaises(cls) as cm:
@@ -230,11 +231,14 @@ class Timeouts(TestCase):
         other = self.holder()
         lock = Porta.Lock(self.path)
         start = time.monotonic()
-        self.release_later(other, 0.3)
+        timer = self.release_later(other, 0.3)
         self.assertTrue(lock.acquire(timeout=None))
         # the holder let go 0.3 s after start at the earliest
         self.assertGreaterEqual(time.monotonic() - start, 0.29)
         lock.release()
+        # A PortaLock is used by one thread at a time: the timer's release
+        # may still be returning after the kernel let the lock go.
+        timer.join()
         # acquire() with no timeout and none configured waits too
         other.acquire(timeout=0)
         self.release_later(other, 0.3)
