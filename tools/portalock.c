@@ -186,6 +186,7 @@ struct _Tool
   char          *display;        /* the file or descriptor, for messages */
   int            fd;             /* Unix: the locked descriptor, or -1 */
   gboolean       own_fd;         /* opened here (not the shell's) */
+  gboolean       read_write;     /* open it for writing even for flock() */
   PortaLockable *lockable;       /* the lock, when it is not a descriptor */
   GMainLoop     *loop;
   GCancellable  *cancellable;
@@ -194,6 +195,7 @@ struct _Tool
   SignalWatch    watches[3];
   int            signal_received; /* the signal that ended the wait */
   int            die_signal;     /* the signal to end portalock with */
+  guint          forwarded;      /* bit N: signal N was forwarded */
   gboolean       acquired;
   GError        *error;
 };
@@ -286,13 +288,27 @@ parse_timeout (Options     *opts,
   return TRUE;
 }
 
+/* A whole number as flock(1) reads it (strtol: leading blanks and a sign
+ * allowed), within an int. */
+static gboolean
+parse_int (const char *value,
+           gint64     *number)
+{
+  char *end = NULL;
+
+  errno = 0;
+  *number = g_ascii_strtoll (value, &end, 10);
+  return end != value && *end == '\0' && errno == 0 &&
+         *number >= G_MININT && *number <= G_MAXINT;
+}
+
 static gboolean
 parse_conflict_exit (Options     *opts,
                      const char  *value)
 {
-  guint64 code;
+  gint64 code;
 
-  if (!g_ascii_string_to_unsigned (value, 10, 0, 255, &code, NULL))
+  if (!parse_int (value, &code) || code < 0 || code > 255)
     {
       g_autofree char *message =
         g_strdup_printf (_("Invalid exit code “%s”: give a number from 0 to 255"), value);
@@ -429,12 +445,15 @@ parse_options (int       argc,
     {
       switch (option)
         {
+        /* -s, -x (-e) and -u are one choice: the last one counts. */
         case 's':
           opts->mode = PORTA_LOCK_MODE_SHARED;
+          opts->unlock = FALSE;
           break;
         case 'e':
         case 'x':
           opts->mode = PORTA_LOCK_MODE_EXCLUSIVE;
+          opts->unlock = FALSE;
           break;
         case 'u':
           opts->unlock = TRUE;
@@ -551,8 +570,8 @@ open_lock_file (Tool    *tool,
                 GError **error)
 {
   const Options *opts = tool->opts;
-  gboolean need_write = opts->mode == PORTA_LOCK_MODE_EXCLUSIVE &&
-                        opts->backend != PORTA_BACKEND_FLOCK;
+  gboolean need_write = opts->mode == PORTA_LOCK_MODE_EXCLUSIVE && !opts->unlock &&
+                        (opts->backend != PORTA_BACKEND_FLOCK || tool->read_write);
   /* O_NONBLOCK: opening a FIFO must fail the type check below, not wait
    * for a writer; it is cleared once the file is known. */
   int common = O_NOCTTY | O_CLOEXEC | O_NONBLOCK |
@@ -562,6 +581,11 @@ open_lock_file (Tool    *tool,
   int errsv;
 
   fd = open (tool->path, (need_write ? O_RDWR : O_RDONLY) | O_CREAT | common, 0666);
+  /* A file with a lease (Samba, knfsd) refuses a non-blocking open: wait
+   * for the lease to break, as flock(1) does. */
+  if (fd < 0 && errno == EWOULDBLOCK)
+    fd = open (tool->path, (need_write ? O_RDWR : O_RDONLY) | O_CREAT | (common & ~O_NONBLOCK),
+               0666);
   if (fd < 0 && errno == EISDIR)
     fd = open (tool->path, O_RDONLY | common);
   if (fd < 0)
@@ -631,8 +655,7 @@ lock_file_replaced (Tool *tool)
     return FALSE;
   if (held.st_nlink == 0)
     return TRUE;
-  if (S_ISREG (held.st_mode) && held.st_nlink == 1 && !tool->opts->follow_symlinks)
-    return FALSE;
+  /* Renamed away and replaced keeps its one link: look the path up. */
   r = tool->opts->follow_symlinks ? stat (tool->path, &now) : lstat (tool->path, &now);
   return r != 0 || now.st_dev != held.st_dev || now.st_ino != held.st_ino;
 }
@@ -805,6 +828,7 @@ on_signal (gpointer user_data)
                              g_subprocess_get_identifier (tool->child));
           say (message);
         }
+      tool->forwarded |= 1u << watch->signum;
       g_subprocess_send_signal (tool->child, watch->signum);
     }
   else if (tool->signal_received == 0)
@@ -1001,7 +1025,33 @@ report_failure (Tool         *tool,
   if (!conflict || tool->opts->verbose)
     say (error->message);
   *exit_status = exit_code_for_error (error, tool->opts->conflict_exit);
+  /* A descriptor that cannot be locked: flock(1)'s EX_DATAERR. */
+  if (tool->path == NULL && !conflict &&
+      !g_error_matches (error, G_IO_ERROR, G_IO_ERROR_NOT_SUPPORTED))
+    *exit_status = EX_DATAERR;
   return FALSE;
+}
+
+/* Whether to open the lock file again for writing and retry, as flock(1)
+ * does: on NFSv4 flock() is emulated with fcntl() locks, and an exclusive
+ * one needs the file open for writing. Once, and only when it may be. */
+static gboolean
+retry_read_write (Tool         *tool,
+                  const GError *error)
+{
+#ifdef G_OS_UNIX
+  if (g_error_matches (error, G_IO_ERROR, G_IO_ERROR_WOULD_BLOCK) ||
+      g_error_matches (error, G_IO_ERROR, G_IO_ERROR_TIMED_OUT) ||
+      g_error_matches (error, G_IO_ERROR, G_IO_ERROR_CANCELLED) ||
+      !tool->own_fd || tool->read_write || tool->opts->mode != PORTA_LOCK_MODE_EXCLUSIVE ||
+      access (tool->path, R_OK | W_OK) != 0)
+    return FALSE;
+  close_lock_file (tool);
+  tool->read_write = TRUE;
+  return TRUE;
+#else
+  return FALSE;
+#endif
 }
 
 /* Takes the lock: a non-blocking try on this thread first (the common
@@ -1032,6 +1082,8 @@ acquire_lock (Tool *tool,
       if (!lock_try (tool, &error))
         {
           timeout_ms = time_left_ms (opts, start);
+          if (retry_read_write (tool, error))
+            continue;
           if (!g_error_matches (error, G_IO_ERROR, G_IO_ERROR_WOULD_BLOCK) || timeout_ms == 0)
             return report_failure (tool, error, exit_status);
           g_clear_error (&error);
@@ -1044,6 +1096,8 @@ acquire_lock (Tool *tool,
           if (!tool->acquired)
             {
               error = g_steal_pointer (&tool->error);
+              if (retry_read_write (tool, error))
+                continue;
               return report_failure (tool, error, exit_status);
             }
         }
@@ -1101,7 +1155,6 @@ child_status (Tool *tool)
   return status;
 }
 
-#ifdef G_OS_UNIX
 static int
 cannot_run (const char *command,
             int         errsv)
@@ -1112,7 +1165,6 @@ cannot_run (const char *command,
   say (message);
   return errsv == ENOENT ? EXIT_NOT_FOUND : EXIT_CANNOT_EXECUTE;
 }
-#endif
 
 /* Whether the command inherits the locked descriptor, as under flock(1):
  * not with -o, and not for POSIX locks, which belong to this process and
@@ -1135,6 +1187,8 @@ run_command (Tool                *tool,
   g_autoptr(GError) error = NULL;
   int status;
 
+  if (argv[0][0] == '\0')
+    return cannot_run (argv[0], ENOENT);
   launcher = g_subprocess_launcher_new (G_SUBPROCESS_FLAGS_STDIN_INHERIT);
 #ifdef G_OS_UNIX
   tool->inheritance->lock_fd = command_inherits_lock (tool) ? tool->fd : -1;
@@ -1150,13 +1204,19 @@ run_command (Tool                *tool,
   g_atomic_pointer_set (&tool->child, g_subprocess_launcher_spawnv (launcher, argv, &error));
   if (tool->child == NULL)
     {
-      say (error->message);
+      say (error != NULL ? error->message : argv[0]);
       return g_error_matches (error, G_SPAWN_ERROR, G_SPAWN_ERROR_NOENT) ? EXIT_NOT_FOUND
                                                                          : EXIT_CANNOT_EXECUTE;
     }
   g_subprocess_wait_async (tool->child, NULL, on_child_exited, tool);
   g_main_loop_run (tool->loop);
   status = child_status (tool);
+  /* The command died of a signal that portalock got too (Ctrl-C at the
+   * terminal, a service manager's SIGTERM): portalock dies of it as well,
+   * as flock(1) would have, so that a shell stops the script. */
+  if (g_subprocess_get_if_signaled (tool->child) &&
+      (tool->forwarded & (1u << g_subprocess_get_term_sig (tool->child))))
+    tool->die_signal = g_subprocess_get_term_sig (tool->child);
   g_clear_object (&tool->child);
   return status;
 }
@@ -1168,6 +1228,21 @@ exec_command (Tool                *tool,
               const char * const  *argv)
 {
 #ifdef G_OS_UNIX
+  sigset_t forwarded, old;
+
+  /* A signal that comes from here on is held until the command runs, and
+   * then is the command's; one that came before stops it from running. */
+  sigemptyset (&forwarded);
+  for (guint i = 0; i < G_N_ELEMENTS (forwarded_signals); i++)
+    sigaddset (&forwarded, forwarded_signals[i]);
+  sigprocmask (SIG_BLOCK, &forwarded, &old);
+  dispatch_pending ();
+  if (tool->signal_received != 0)
+    {
+      sigprocmask (SIG_SETMASK, &old, NULL);
+      tool->die_signal = tool->signal_received;
+      return EXIT_SIGNAL_BASE + tool->signal_received;
+    }
   unwatch_signals (tool);
   if (tool->fd >= 0)
     fcntl (tool->fd, F_SETFD, 0);
@@ -1212,7 +1287,6 @@ tool_init (Tool          *tool,
            Inheritance   *inheritance)
 {
   tool->opts = opts;
-  tool->fd = -1;
   tool->loop = g_main_loop_new (NULL, FALSE);
   tool->cancellable = g_cancellable_new ();
   tool->inheritance = inheritance;
@@ -1237,26 +1311,25 @@ run_locked (const Options       *opts,
             const char * const  *argv,
             Inheritance         *inheritance)
 {
-  Tool tool = { 0 };
+  Tool tool = { .fd = -1 };
+  g_autoptr(GError) error = NULL;
   gboolean ready;
   int status = 0;
   int signum;
 
-  tool_init (&tool, opts, inheritance);
+  /* Opened before anything of GLib's, so that the command finds the lock
+   * on the lowest free descriptor, as under flock(1) (usually 3). */
+  tool.opts = opts;
   tool.path = path;
   tool.display = g_filename_display_name (path);
+  ready = open_lock_file (&tool, &status, &error);
+  tool_init (&tool, opts, inheritance);
 
   /* flock(1) -u with a file unlocks a descriptor that holds nothing, and
    * runs the command: so does portalock. */
-  if (opts->unlock)
-    {
-      g_autoptr(GError) error = NULL;
-
-      ready = open_lock_file (&tool, &status, &error);
-      if (!ready)
-        say (error->message);
-    }
-  else
+  if (!ready)
+    say (error->message);
+  else if (!opts->unlock)
     ready = acquire_lock (&tool, &status);
 
   if (ready)
@@ -1296,7 +1369,7 @@ run_descriptor (const Options *opts,
 {
   gint64 fd;
 
-  if (!g_ascii_string_to_signed (number, 10, 0, G_MAXINT, &fd, NULL))
+  if (!parse_int (number, &fd))
     {
       g_autofree char *message =
         g_strdup_printf (_("“%s” is not a descriptor number, and no command was given"), number);
@@ -1307,6 +1380,14 @@ run_descriptor (const Options *opts,
   return usage_error (_("Locking a descriptor for the shell is not supported on Windows: "
                         "the lock would end with portalock"));
 #else
+  if (fd < 0)
+    {
+      g_autofree char *message = g_strdup_printf (_("Cannot lock descriptor %d: %s"), (int) fd,
+                                                  g_strerror (EBADF));
+
+      say (message);
+      return EX_DATAERR;
+    }
   return lock_descriptor (opts, (int) fd, inheritance);
 #endif
 }
@@ -1326,8 +1407,19 @@ lock_descriptor (const Options *opts,
                           "a POSIX lock belongs to the process that takes it, and would "
                           "end with portalock (use flock or ofd)"));
 
-  tool_init (&tool, opts, inheritance);
+  /* Checked before GLib opens anything, which could take the number of a
+   * descriptor the shell failed to open (exec 3>/missing/dir/x). */
+  if (fcntl (fd, F_GETFD) < 0)
+    {
+      g_autofree char *message = g_strdup_printf (_("Cannot lock descriptor %d: %s"), fd,
+                                                  g_strerror (EBADF));
+
+      say (message);
+      return EX_DATAERR;
+    }
+
   tool.fd = fd;
+  tool_init (&tool, opts, inheritance);
   tool.display = g_strdup_printf (_("descriptor %d"), tool.fd);
   if (opts->unlock)
     {
@@ -1339,8 +1431,18 @@ lock_descriptor (const Options *opts,
           status = exit_code_for_error (error, EX_DATAERR);
         }
     }
-  else
-    acquire_lock (&tool, &status);
+  else if (acquire_lock (&tool, &status))
+    {
+      /* A signal that came as the lock was granted still means "stop",
+       * and a wait given up never leaves the lock held. */
+      dispatch_pending ();
+      if (tool.signal_received != 0)
+        {
+          porta_fd_unlock (tool.fd, opts->backend, NULL);
+          tool.die_signal = tool.signal_received;
+          status = EXIT_SIGNAL_BASE + tool.signal_received;
+        }
+    }
 
   /* The shell's descriptor: neither closed nor unlocked here. */
   tool.fd = -1;
@@ -1380,6 +1482,10 @@ main (int    argc,
   inherited_fds = inheritance.fds;
 #ifdef G_OS_UNIX
   sigprocmask (SIG_SETMASK, NULL, &original_mask);
+  /* An ignored SIGCHLD (inherited from the caller) would have the kernel
+   * reap the command before its status is read: flock(1) resets it too,
+   * for itself and the command. */
+  signal (SIGCHLD, SIG_DFL);
 #endif
 
   setlocale (LC_ALL, "");

@@ -27,11 +27,17 @@ MANPAGE = os.environ.get('PORTALOCK_MANPAGE') or os.path.join(
 
 PATIENCE = 30.0
 
-# The command run under the lock: it says it ran, and whether a fresh
+# The command run under the lock: it says it ran, whether a fresh
 # exclusive flock(1) try on the lock file fails (the lock is held, by the
-# tool or the descriptor the command inherited) or succeeds.
+# tool or the descriptor the command inherited) or succeeds, and how many
+# descriptors of the lock file it inherited (flock(1) passes its own on;
+# -o keeps it).
 PROBE = ('echo ran >"$MARK"; "$FLOCK" -n -x "$LOCKFILE" true; '
-         'echo "probe=$?" >>"$MARK"')
+         'echo "probe=$?" >>"$MARK"; '
+         'echo "fds=$(ls -l /proc/$$/fd | grep -c -F "$LOCKFILE")" >>"$MARK"')
+# The same for a folder.
+FOLDER_PROBE = ('echo ran >"$MARK"; "$FLOCK" -n -x "$FOLDER" true; '
+                'echo "probe=$?" >>"$MARK"')
 
 # Situations: who holds the lock on FILE before the row runs.
 FREE, FLOCK_EX, FLOCK_SH, TOOL_EX, TOOL_SH = (
@@ -65,7 +71,8 @@ ROWS = [
     ('close', ['-o', '-n', '{file}', 'sh', '-c', '{cmd}'], (FREE, FLOCK_EX)),
     ('no-fork', ['-F', '-n', '{file}', 'sh', '-c', '{cmd}'], (FREE, FLOCK_EX)),
     ('unlock-file', ['-u', '{file}', 'sh', '-c', '{cmd}'], (FREE,)),
-    ('folder', ['-n', '{dir}', 'sh', '-c', 'echo ran >"$MARK"'], (FREE,)),
+    ('folder', ['-n', '{dir}', 'sh', '-c', FOLDER_PROBE], (FREE,)),
+    ('folder-shared', ['-s', '-n', '{dir}', 'sh', '-c', FOLDER_PROBE], (FREE,)),
     ('verbose', ['--verbose', '-n', '{file}', 'sh', '-c', '{cmd}'], (FREE, FLOCK_EX)),
     ('command-status', ['{file}', 'sh', '-c', 'exit 7'], (FREE,)),
     ('command-killed', ['{file}', 'sh', '-c', 'kill -TERM $$'], (FREE,)),
@@ -83,6 +90,20 @@ ROWS = [
      ['sh', ': >>"$LOCKFILE"; ( {tool} -n 9 || exit 1; ' + PROBE + ' ) 9<"$LOCKFILE"'],
      (FREE,)),
     ('descriptor-not-open', ['-n', '9'], (FREE,)),
+    # The numbers GLib would take first if portalock let it.
+    ('descriptor-3-not-open', ['-n', '3'], (FREE,)),
+    ('unlock-4-not-open', ['-u', '4'], (FREE,)),
+    ('descriptor-negative', ['-n', '-1'], (FREE,)),
+    ('descriptor-blank', ['sh', '( {tool} -n " 9" || exit 1; ' + PROBE + ' ) 9>"$LOCKFILE"'],
+     (FREE, FLOCK_EX)),
+    ('descriptor-unlock-then-exclusive',
+     ['sh', 'exec 9>"$LOCKFILE"; {tool} -n 9 || exit 4; {tool} -u -x 9; ' + PROBE],
+     (FREE,)),
+    ('unlock-then-shared', ['-u', '-s', '-n', '{file}', 'sh', '-c', '{cmd}'], (FREE, FLOCK_EX)),
+    ('shared-then-unlock', ['-s', '-u', '{file}', 'sh', '-c', '{cmd}'], (FREE, FLOCK_EX)),
+    ('exit-code-signs', ['-n', '-E', '+5', '{file}', 'sh', '-c', '{cmd}'], (FLOCK_EX,)),
+    ('exit-code-blank', ['-n', '-E', ' 6', '{file}', 'sh', '-c', '{cmd}'], (FLOCK_EX,)),
+    ('exit-code-minus-zero', ['-n', '-E', '-0', '{file}', 'sh', '-c', '{cmd}'], (FLOCK_EX,)),
     # Bad input
     ('no-arguments', [], (FREE,)),
     ('unknown-option', ['--bogus', '{file}', 'true'], (FREE,)),
@@ -99,20 +120,28 @@ ROWS = [
     # Where portalock differs on purpose (see DIFFERENCES)
     ('command-not-found', ['{file}', '{dir}/no-such-command'], (FREE,)),
     ('command-not-executable', ['{file}', '{dir}/not-executable'], (FREE,)),
+    ('command-empty', ['{file}', ''], (FREE,)),
+    ('timeout-negative', ['-w', '-1', '{file}', 'sh', '-c', '{cmd}'], (FREE,)),
+    ('status-abbreviation', ['--s', '-n', '{file}', 'sh', '-c', '{cmd}'], (FREE,)),
     ('symbolic-link', ['-n', '{link}', 'sh', '-c', '{cmd}'], (FREE,)),
     ('double-dash', ['-n', '{file}', '--', 'sh', '-c', '{cmd}'], (FREE,)),
     ('shell-command-first', ['-c', '{cmd}', '{file}'], (FREE,)),
 ]
 
-# Every row where portalock and flock(1) differ, with what each does:
-# (flock(1)'s outcome, portalock's outcome), each (status, ran, probe).
-# The keys are the terms of portalock(1)'s "Differences from flock(1)".
+# Every row where portalock and flock(1) differ: the term of portalock(1)'s
+# "Differences from flock(1)" that explains it, and what each does, each
+# (status, ran, probe).
+HELD = (1, 1)  # the exclusive try failed; the command had one descriptor
 DIFFERENCES = {
-    'command-not-found': ((69, False, None), (127, False, None)),
-    'command-not-executable': ((69, False, None), (126, False, None)),
-    'symbolic-link': ((0, True, 1), (66, False, None)),
-    'double-dash': ((69, False, None), (0, True, 1)),
-    'shell-command-first': ((64, False, None), (0, True, 1)),
+    'command-not-found': ('command-not-found', (69, False, None), (127, False, None)),
+    'command-empty': ('command-not-found', (69, False, None), (127, False, None)),
+    'command-not-executable': ('command-not-executable', (69, False, None),
+                               (126, False, None)),
+    'symbolic-link': ('symbolic-link', (0, True, HELD), (66, False, None)),
+    'double-dash': ('double-dash', (69, False, None), (0, True, HELD)),
+    'shell-command-first': ('shell-command-first', (64, False, None), (0, True, HELD)),
+    'timeout-negative': ('timeout-values', (71, False, None), (64, False, None)),
+    'status-abbreviation': ('status-option', (0, True, HELD), (64, False, None)),
 }
 
 # The differences that the table cannot show, and where they are tested.
@@ -190,6 +219,7 @@ class FlockCompatTest(unittest.TestCase):
         link = os.path.join(work, 'link.lock')
         os.symlink(lockfile, link)
         env = self.env(lockfile, mark)
+        env['FOLDER'] = folder
         values = dict(file=lockfile, dir=folder, cmd=PROBE, tool=shlex_quote(tool),
                       missing=os.path.join(work, 'no-such-folder', 'x.lock'),
                       unreadable=unreadable, link=link)
@@ -210,11 +240,8 @@ class FlockCompatTest(unittest.TestCase):
             with open(mark) as f:
                 text = f.read()
             ran = text.startswith('ran\n')
-            found = re.search(r'probe=(\d+)', text)
-            probe = int(found.group(1)) if found else None
-            found = re.search(r'after-unlock=(\d+)', text)
-            if found:
-                probe = (probe, int(found.group(1)))
+            probe = tuple(int(value) for value in
+                          re.findall(r'(?:probe|fds|after-unlock)=(\d+)', text)) or None
         return (r.returncode, ran, probe), r.stderr.decode(errors='replace')
 
     def test_table(self):
@@ -228,7 +255,7 @@ class FlockCompatTest(unittest.TestCase):
                     context = 'flock(1): %r %s\nportalock: %r %s' % (
                         expected, flock_err.strip(), got, tool_err.strip())
                     if row_id in DIFFERENCES:
-                        self.assertEqual((expected, got), DIFFERENCES[row_id], context)
+                        self.assertEqual((expected, got), DIFFERENCES[row_id][1:], context)
                     else:
                         self.assertEqual(got, expected, context)
                     # Usage errors, file errors and conflicts are told on
@@ -252,7 +279,8 @@ class FlockCompatTest(unittest.TestCase):
                             page, re.S)
         self.assertIsNotNone(section, 'portalock(1) has no "Differences from flock(1)"')
         terms = set(re.findall(r'<term><literal>([a-z-]+)</literal></term>', section.group(1)))
-        self.assertEqual(terms, set(DIFFERENCES) | set(OTHER_DIFFERENCES))
+        self.assertEqual(terms, {term for term, _, _ in DIFFERENCES.values()} |
+                         set(OTHER_DIFFERENCES))
 
     def flock_examples(self, flock_dir):
         """flock(1)'s examples and the FLOCKER boilerplate, run with the
@@ -262,23 +290,32 @@ class FlockCompatTest(unittest.TestCase):
             f.write('#!/bin/sh\n'
                     '[ "${FLOCKER}" != "$0" ] && exec env FLOCKER="$0" flock -en "$0" "$0" "$@" || :\n'
                     'echo "locked itself: $1"\n'
-                    '[ -z "$2" ] || sleep "$2"\n')
+                    '[ -z "$2" ] || { : >"$M"; read x <"$2"; }\n')
         os.chmod(script, 0o755)
         lock = os.path.join(self.tmp, 'mylockfile')
+        # A background holder says it holds the lock by creating $M, and
+        # lets go when the FIFO $P is written to: no guessed sleeps.
+        wait_holder = 'while [ ! -e "$M" ]; do sleep 0.01; done; rm -f "$M"; '
         examples = [
             # shell1> flock /tmp -c cat / shell2> flock -w .007 /tmp -c echo; /bin/echo $?
-            'flock "$D" -c "sleep 1" & sleep 0.3; flock -w .007 "$D" -c echo; /bin/echo $?; wait',
-            'flock -s "$D" -c "sleep 1" & sleep 0.3; flock -s -w .007 "$D" -c echo; '
-            '/bin/echo $?; wait',
+            'flock "$D" -c ": >\\"$M\\"; read x <\\"$P\\"" & ' + wait_holder +
+            'flock -w .007 "$D" -c echo; /bin/echo $?; echo >"$P"; wait',
+            'flock -s "$D" -c ": >\\"$M\\"; read x <\\"$P\\"" & ' + wait_holder +
+            'flock -s -w .007 "$D" -c echo; /bin/echo $?; echo >"$P"; wait',
             'flock -x "$L" echo "a b c"',
             '( flock -n 9 || exit 1; echo under lock ) 9>"$L"; echo $?',
             '( flock -s 200; echo shared under lock ) 200>"$L"; echo $?',
             'exec 4<>"$L"; flock -n -x 4; echo $?; ( flock -n -x 4 ); echo $?; '
             'flock -n "$L" true; echo $?; flock -u 4; flock -n "$L" true; echo $?',
-            '"$S" first 1 & sleep 0.3; "$S" second; echo "second: $?"; wait; echo "first: $?"',
+            '"$S" first "$P" & ' + wait_holder +
+            '"$S" second; echo "second: $?"; echo >"$P"; wait; echo "first: $?"',
         ]
+        fifo = os.path.join(self.tmp, 'release')
+        if not os.path.exists(fifo):
+            os.mkfifo(fifo)
         env = dict(os.environ, PATH=flock_dir + os.pathsep + os.environ['PATH'],
-                   D=self.tmp, L=lock, S=script, LC_ALL='C.UTF-8', SHELL='/bin/sh')
+                   D=self.tmp, L=lock, S=script, LC_ALL='C.UTF-8', SHELL='/bin/sh',
+                   M=os.path.join(self.tmp, 'holding'), P=fifo)
         env.pop('FLOCKER', None)
         out = []
         for example in examples:

@@ -254,6 +254,19 @@ class FlockHoldsTest(CliTestCase):
         self.assertIn('its holder is unknown (waits under 100 ms', r.stderr)
 
 
+    def test_lock_file_renamed_away_while_waiting_is_opened_again(self):
+        self.need_flock()
+        holder = Proc(self, [FLOCK, self.file, '-c',
+                             'echo locked; read x; mv %s %s.old; : >%s' % (
+                                 (shlex.quote(self.file),) * 3)])
+        self.assertEqual(read_line(holder.proc.stdout), 'locked\n')
+        waiter = self.start_waiter('-w', '20', self.file, '-c', '%s -n %s true; echo "probe=$?"'
+                                   % (shlex.quote(FLOCK), shlex.quote(self.file)))
+        holder.release()
+        self.assertEqual(waiter.wait(), 0)
+        self.assertEqual(waiter.proc.stdout.read(), b'probe=1\n')
+
+
 class ToolHoldsTest(CliTestCase):
     """(b) portalock holds the lock; flock(1) contends for it."""
 
@@ -398,6 +411,41 @@ class CommandTest(CliTestCase):
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertNotIn(self.file, r.stdout)
 
+    def test_ignored_sigchld_does_not_lose_the_status(self):
+        def ignore_chld():
+            default_signals()
+            signal.signal(signal.SIGCHLD, signal.SIG_IGN)
+        r = self.run_tool(self.file, 'sh', '-c', 'exit 3', preexec_fn=ignore_chld)
+        self.assertEqual(r.returncode, 3, r.stderr)
+
+    def test_command_finds_the_lock_on_the_lowest_descriptor(self):
+        # As under flock(1), usually 3: scripts may close or unlock it.
+        self.need_flock()
+        for tool in (FLOCK, TOOL):
+            with self.subTest(tool=tool):
+                r = subprocess.run([tool, self.file, 'sh', '-c', 'readlink /proc/$$/fd/3'],
+                                   capture_output=True, text=True, env=child_env(),
+                                   timeout=PATIENCE)
+                self.assertEqual((r.returncode, r.stdout), (0, self.file + '\n'), r.stderr)
+
+    def test_descriptor_open_the_wrong_way_for_fcntl(self):
+        # An ofd write lock needs the descriptor open for writing, a read
+        # lock open for reading: a descriptor that is neither cannot be
+        # locked (65, as flock(1) reports EBADF).
+        open(self.file, 'w').close()
+        r = subprocess.run(['sh', '-c', '%s --fcntl -n 9 9<%s' % (TOOL, shlex.quote(self.file))],
+                           capture_output=True, text=True, env=child_env(), timeout=PATIENCE)
+        self.assertEqual(r.returncode, 65)
+        self.assertIn('not open for writing', r.stderr)
+        r = subprocess.run(['sh', '-c', '%s --fcntl -s -n 9 9>%s' % (TOOL, shlex.quote(self.file))],
+                           capture_output=True, text=True, env=child_env(), timeout=PATIENCE)
+        self.assertEqual(r.returncode, 65)
+        self.assertIn('not open for reading', r.stderr)
+        r = subprocess.run(['sh', '-c', '%s --fcntl -n 9 9>%s && echo ok' % (
+            TOOL, shlex.quote(self.file))], capture_output=True, text=True, env=child_env(),
+            timeout=PATIENCE)
+        self.assertEqual((r.returncode, r.stdout), (0, 'ok\n'), r.stderr)
+
     def test_command_not_runnable(self):
         r = self.run_tool(self.file, os.path.join(self.tmp, 'no-such-command'))
         self.assertEqual(r.returncode, 127)
@@ -525,7 +573,7 @@ class SignalTest(CliTestCase):
         elapsed = time.monotonic() - start
         # portalock ends by the signal, as flock(1) does.
         self.assertEqual(status, -signum)
-        self.assertLess(elapsed, 2.0)
+        self.assertLess(elapsed, 10.0)
         self.assertFalse(os.path.exists(marker), 'the command ran')
         # The holder still has it; once it lets go, nobody else holds it:
         # the aborted wait left nothing behind.
@@ -572,7 +620,9 @@ class SignalTest(CliTestCase):
         for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             with self.subTest(signal=signum):
                 status, _ = self.run_and_signal(signum, 'echo ready; exec sleep 30')
-                self.assertEqual(status, 128 + signum)
+                # The command died of the signal portalock forwarded:
+                # portalock dies of it too, as flock(1) would have.
+                self.assertEqual(status, -signum)
                 self.assert_free()
 
     def test_ignored_signal_stays_ignored(self):
