@@ -41,6 +41,12 @@ packages=(
   python3-filelock
   util-linux           # flock(1)
   valgrind
+  # PortaRedisLock: hiredis's reply reader and formatter to build; a real
+  # redis-server (TLS-capable) and redis-cli for its tests
+  libhiredis-dev
+  redis-server
+  redis-tools
+  openssl              # the TLS test's self-signed CA
 )
 
 if [[ -n "${PORTALOCK_EXTRA_DEPS:-}" ]]; then

@@ -19,7 +19,7 @@ cd "$(dirname "$0")/.."
 
 # The suites that are not C: bindings and documentation.
 NON_C_SUITES=(--no-suite python --no-suite gjs --no-suite docs)
-COMMON_OPTIONS=(-Dgtk_doc=false -Dintrospection=disabled -Dwerror=true)
+COMMON_OPTIONS=(-Dgtk_doc=false -Dintrospection=disabled -Dwerror=true -Dredis=enabled)
 
 log() {
   printf '\n=== %s (%ds)\n' "$*" "$SECONDS"

@@ -21,7 +21,8 @@ meson setup "$builddir" \
   -Dwerror=true \
   -Dgtk_doc=true \
   -Dtests=true \
-  -Dintrospection=enabled
+  -Dintrospection=enabled \
+  -Dredis=enabled
 meson compile -C "$builddir"
 
 status=0

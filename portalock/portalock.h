@@ -16,5 +16,9 @@
 #include <portalock/porta-fd.h>
 #include <portalock/porta-pid-file.h>
 #include <portalock/porta-semaphore.h>
+#include <portalock/porta-features.h>
+#if PORTA_HAS_REDIS_LOCK
+# include <portalock/porta-redis-lock.h>
+#endif
 
 #undef PORTALOCK_INSIDE

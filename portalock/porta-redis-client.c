@@ -1,0 +1,2021 @@
+/* porta-redis-client.c: connections to a Redis server, shared by every
+ * PortaRedisLock of the process, and the wait engine on them
+ *
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ */
+
+#include "config.h"
+
+#include <string.h>
+
+#include <hiredis/hiredis.h>
+#ifdef G_OS_UNIX
+#include <gio/gunixsocketaddress.h>
+#endif
+
+#include "porta-i18n-private.h"
+#include "porta-lock.h"
+#include "porta-redis-client-private.h"
+
+/* Threads. Every connection of the process, and everything that reads or
+ * changes their state (pending replies, subscriptions, waits, leases),
+ * lives on one worker thread with a GMainContext of its own, started with
+ * the first client and ended when the last one is gone. Callers on any
+ * thread hand work to it with g_main_context_invoke() and get results back
+ * in their own thread-default context, so no state is shared between
+ * threads but reference counts and the registry (under registry_mutex).
+ * Why a thread and not the caller's context: one connection serves locks
+ * used from many threads and contexts, and a sync acquire must not depend
+ * on some other context being iterated; leases are renewed while the
+ * application is busy (as Redisson's watchdog does), and a stopped or
+ * cut-off process, whose worker stops too, still loses its lease. A wake-up
+ * is answered with the next ACQUIRE right on the worker, so a hand-off
+ * costs one round trip and one cross-thread wake-up. */
+
+#define CONNECT_TIMEOUT_S      10
+#define FIRST_WAITER_RETRY_MS  100
+#define READ_CHUNK             16384
+
+#define N_KEYS 5     /* h, i, q, w, f: see redis/acquire.lua */
+
+typedef enum
+{
+  SCRIPT_ACQUIRE,
+  SCRIPT_RELEASE,
+  SCRIPT_RENEW,
+  SCRIPT_WITHDRAW,
+  N_SCRIPTS
+} ScriptId;
+
+static const char *const script_names[N_SCRIPTS] = {
+  "acquire.lua", "release.lua", "renew.lua", "withdraw.lua",
+};
+
+typedef struct
+{
+  GBytes *body;
+  char   *sha1;
+} Script;
+
+static Script scripts[N_SCRIPTS];
+
+typedef struct _Conn Conn;
+typedef struct _Link Link;
+typedef struct _Op   Op;
+
+typedef void (*ReplyFunc) (PortaRedisClient *client,
+                           redisReply       *reply,  /* NULL on @error */
+                           const GError     *error,
+                           gpointer          data);
+
+typedef struct
+{
+  char      *buf;
+  gsize      len;
+  ReplyFunc  func;
+  gpointer   data;
+} Cmd;
+
+/* One connection attempt and what it opened: a connection that drops is
+ * replaced by a new Link, and callbacks of the old one find ->conn NULL. */
+struct _Link
+{
+  gint           ref_count;
+  Conn          *conn;
+  GCancellable  *cancellable;
+  GIOStream     *stream;
+  GSource       *read_source;
+  redisReader   *reader;
+  GByteArray    *out;
+  GBytes        *writing;   /* what is being written */
+};
+
+struct _Conn
+{
+  PortaRedisClient *client;
+  gboolean          subscriber;
+  Link             *link;      /* NULL while disconnected */
+  gboolean          ready;     /* connected: commands go straight out */
+  GQueue            pending;   /* Cmd sent, waiting for their replies */
+  GQueue            queued;    /* Cmd waiting for the connection */
+};
+
+typedef struct
+{
+  char     *name;
+  guint     serial;
+  gboolean  confirmed;
+  GList    *ops;        /* waits woken by its messages */
+} Channel;
+
+struct _PortaRedisClient
+{
+  gint          ref_count;   /* under registry_mutex */
+  char         *key;
+  char         *display_uri;
+  GMainContext *context;     /* the worker's */
+
+  /* The address, fixed at creation. */
+  gboolean      unix_socket;
+  gboolean      tls;
+  char         *host;
+  guint16       port;
+  char         *path;
+  char         *user;
+  char         *password;
+  guint         db;
+  GTlsDatabase *database;
+
+  /* Worker thread only. */
+  Conn          cmd;
+  Conn          sub;
+  char         *liveness;     /* this process's liveness channel */
+  guint         live_gen;     /* bumped whenever the subscriber drops */
+  gboolean      live_ready;
+  GList        *live_waiters; /* Op waiting for the liveness channel */
+  GHashTable   *channels;     /* name -> Channel */
+  guint         channel_serial;
+  GList        *holds;
+};
+
+struct _PortaRedisHold
+{
+  gint               ref_count;
+  PortaRedisClient  *client;
+  char              *token;
+  char              *keys[N_KEYS];
+  char              *wake;
+  guint              lease_ms;
+  guint64            fence;
+  GMainContext      *lost_context;
+  PortaRedisLostFunc lost_func;
+  gpointer           lost_data;
+  GDestroyNotify     lost_destroy;
+
+  /* Worker thread only. */
+  gboolean           active;
+  gboolean           renewing;
+  GSource           *renew_source;
+};
+
+struct _Op
+{
+  gint               ref_count;
+  PortaRedisClient  *client;
+  GMainContext      *caller_context;
+  int                priority;
+  GTask             *task;       /* touched in the caller's context only */
+
+  char              *token;
+  char              *keys[N_KEYS];
+  char              *wake;
+  gboolean           exclusive;
+  guint              capacity;
+  guint              lease_ms;
+  int                timeout_ms;
+  gint64             deadline;
+  GCancellable      *cancellable;
+  gulong             cancel_id;
+  GMainContext      *lost_context;
+  PortaRedisLostFunc lost_func;
+  gpointer           lost_data;
+  GDestroyNotify     lost_destroy;
+
+  /* Worker thread only. */
+  GSource           *deadline_source;
+  GSource           *retry_source;
+  guint              live_gen;
+  gboolean           subscribed;
+  gboolean           confirmed;
+  gboolean           enqueued;
+  gboolean           in_flight;
+  gboolean           again;
+  gboolean           done;
+};
+
+static GMutex        registry_mutex;
+static GHashTable   *registry;       /* key -> PortaRedisClient */
+static GMainContext *worker_context;
+static GMainLoop    *worker_loop;
+static guint         n_alive;        /* clients and links not yet freed */
+
+static void client_free_fields  (PortaRedisClient *client);
+static void conn_send           (Conn *conn, int argc, const char **argv, const gsize *lens,
+                                 ReplyFunc func, gpointer data);
+static void conn_drop           (Conn *conn, const GError *error);
+static void client_subscriber_dropped (PortaRedisClient *client, const GError *error);
+static void op_unref            (Op *op);
+static void op_finish           (Op *op, PortaRedisHold *hold, GError *error);
+static void op_attempt          (Op *op);
+static void hold_lost           (PortaRedisHold *hold, const GError *error);
+static PortaRedisHold *hold_ref (PortaRedisHold *hold);
+static void hold_unref          (PortaRedisHold *hold);
+
+/* Runs @func in @context's thread. Never g_main_context_invoke(): it runs
+ * the function at once in the calling thread whenever nobody owns
+ * @context at that moment. */
+static void
+post (GMainContext   *context,
+      int             priority,
+      GSourceFunc     func,
+      gpointer        data,
+      GDestroyNotify  destroy)
+{
+  GSource *source = g_idle_source_new ();
+
+  g_source_set_priority (source, priority);
+  g_source_set_callback (source, func, data, destroy);
+  g_source_set_static_name (source, "[portalock] Redis");
+  g_source_attach (source, context);
+  g_source_unref (source);
+}
+
+/* ---------------------------------------------------------------- URIs */
+
+char *
+porta_redis_display_uri (const char *uri)
+{
+  g_autoptr(GUri) parsed = NULL;
+
+  if (uri == NULL)
+    return g_strdup ("(null)");
+  parsed = g_uri_parse (uri, G_URI_FLAGS_HAS_PASSWORD | G_URI_FLAGS_ENCODED, NULL);
+  if (parsed == NULL)
+    {
+      /* Unparsable: keep what cannot be a password, the scheme. */
+      const char *colon = strstr (uri, "://");
+
+      if (colon != NULL && strchr (colon + 3, '@') == NULL)
+        return g_strdup (uri);
+      return colon != NULL ? g_strdup_printf ("%.*s://…", (int) (colon - uri), uri)
+                           : g_strdup ("…");
+    }
+  return g_uri_to_string_partial (parsed, G_URI_HIDE_PASSWORD | G_URI_HIDE_AUTH_PARAMS);
+}
+
+static gboolean
+parse_db (const char   *text,
+          guint        *db,
+          const char   *display,
+          GError      **error)
+{
+  guint64 value;
+
+  if (!g_ascii_string_to_unsigned (text, 10, 0, G_MAXINT, &value, NULL))
+    {
+      g_set_error (error, G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT,
+                   _("Invalid Redis URI “%s”: the database “%s” is not a number"),
+                   display, text);
+      return FALSE;
+    }
+  *db = (guint) value;
+  return TRUE;
+}
+
+static gboolean
+client_parse_uri (PortaRedisClient  *client,
+                  const char        *uri,
+                  GError           **error)
+{
+  g_autoptr(GUri) parsed = NULL;
+  g_autoptr(GError) local_error = NULL;
+  const char *scheme, *path, *query;
+
+  parsed = g_uri_parse (uri, G_URI_FLAGS_HAS_PASSWORD, &local_error);
+  if (parsed == NULL)
+    {
+      g_set_error (error, G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT,
+                   _("Invalid Redis URI “%s”: %s"), client->display_uri,
+                   local_error->message);
+      return FALSE;
+    }
+  scheme = g_uri_get_scheme (parsed);
+  path = g_uri_get_path (parsed);
+  query = g_uri_get_query (parsed);
+  if (g_uri_get_user (parsed) != NULL && g_uri_get_user (parsed)[0] != '\0')
+    client->user = g_strdup (g_uri_get_user (parsed));
+  if (g_uri_get_password (parsed) != NULL)
+    client->password = g_strdup (g_uri_get_password (parsed));
+
+  if (g_strcmp0 (scheme, "unix") == 0)
+    {
+#ifdef G_OS_UNIX
+      client->unix_socket = TRUE;
+      if (path == NULL || path[0] != '/' ||
+          (g_uri_get_host (parsed) != NULL && g_uri_get_host (parsed)[0] != '\0'))
+        {
+          g_set_error (error, G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT,
+                       _("Invalid Redis URI “%s”: a unix: URI needs an absolute "
+                         "socket path, as in unix:///run/redis/redis.sock"),
+                       client->display_uri);
+          return FALSE;
+        }
+      client->path = g_strdup (path);
+      if (query != NULL)
+        {
+          g_autoptr(GHashTable) params = g_uri_parse_params (query, -1, "&",
+                                                             G_URI_PARAMS_NONE, NULL);
+          const char *value;
+
+          if (params == NULL)
+            {
+              g_set_error (error, G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT,
+                           _("Invalid Redis URI “%s”: its query cannot be read"),
+                           client->display_uri);
+              return FALSE;
+            }
+          if ((value = g_hash_table_lookup (params, "db")) != NULL &&
+              !parse_db (value, &client->db, client->display_uri, error))
+            return FALSE;
+        }
+      return TRUE;
+#else
+      g_set_error (error, G_IO_ERROR, G_IO_ERROR_NOT_SUPPORTED,
+                   _("Cannot use the Redis URI “%s”: this platform has no Unix sockets"),
+                   client->display_uri);
+      return FALSE;
+#endif
+    }
+
+  if (g_strcmp0 (scheme, "redis") != 0 && g_strcmp0 (scheme, "rediss") != 0)
+    {
+      g_set_error (error, G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT,
+                   _("Invalid Redis URI “%s”: the scheme must be redis, rediss or unix"),
+                   client->display_uri);
+      return FALSE;
+    }
+  client->tls = g_strcmp0 (scheme, "rediss") == 0;
+  if (g_uri_get_host (parsed) == NULL || g_uri_get_host (parsed)[0] == '\0')
+    {
+      g_set_error (error, G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT,
+                   _("Invalid Redis URI “%s”: it names no host"),
+                   client->display_uri);
+      return FALSE;
+    }
+  client->host = g_strdup (g_uri_get_host (parsed));
+  client->port = g_uri_get_port (parsed) > 0 ? (guint16) g_uri_get_port (parsed) : 6379;
+  if (path != NULL && path[0] == '/' && path[1] != '\0' &&
+      !parse_db (path + 1, &client->db, client->display_uri, error))
+    return FALSE;
+  if (query != NULL)
+    {
+      g_set_error (error, G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT,
+                   _("Invalid Redis URI “%s”: it has a query, which portalock does not read"),
+                   client->display_uri);
+      return FALSE;
+    }
+  return TRUE;
+}
+
+gboolean
+porta_redis_check_name (const char  *name,
+                        GError     **error)
+{
+  if (name == NULL || name[0] == '\0')
+    {
+      g_set_error (error, G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT,
+                   _("Invalid Redis lock name “%s”: the name is empty"), "");
+      return FALSE;
+    }
+  if (!g_utf8_validate (name, -1, NULL))
+    {
+      g_set_error (error, G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT,
+                   _("Invalid Redis lock name: a name must be valid UTF-8"));
+      return FALSE;
+    }
+  /* The name is a hash tag, {NAME}, in every key: braces would end it. */
+  if (strpbrk (name, "{}") != NULL)
+    {
+      g_set_error (error, G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT,
+                   _("Invalid Redis lock name “%s”: a name cannot contain “{” or “}”"),
+                   name);
+      return FALSE;
+    }
+  if (strlen (name) > PORTA_REDIS_MAX_NAME)
+    {
+      g_set_error (error, G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT,
+                   _("Invalid Redis lock name “%.32s…”: a name is at most %d bytes long"),
+                   name, PORTA_REDIS_MAX_NAME);
+      return FALSE;
+    }
+  return TRUE;
+}
+
+/* ------------------------------------------------------------- scripts */
+
+static void
+scripts_load_once (void)
+{
+  static gsize loaded = 0;
+
+  if (g_once_init_enter (&loaded))
+    {
+      for (guint k = 0; k < N_SCRIPTS; k++)
+        {
+          g_autofree char *path = g_strconcat ("/org/gnome/Portalock/redis/",
+                                               script_names[k], NULL);
+
+          scripts[k].body = g_resources_lookup_data (path, G_RESOURCE_LOOKUP_FLAGS_NONE, NULL);
+          g_assert (scripts[k].body != NULL);
+          scripts[k].sha1 = g_compute_checksum_for_bytes (G_CHECKSUM_SHA1, scripts[k].body);
+        }
+      g_once_init_leave (&loaded, 1);
+    }
+}
+
+/* --------------------------------------------------------------- errors */
+
+static void
+set_reply_error (PortaRedisClient  *client,
+                 const redisReply  *reply,
+                 GError           **error)
+{
+  const char *text = reply->str;
+
+  if (g_str_has_prefix (text, "WRONGPASS") ||
+      g_str_has_prefix (text, "ERR invalid password") ||
+      g_str_has_prefix (text, "ERR invalid username-password"))
+    g_set_error (error, G_IO_ERROR, G_IO_ERROR_PERMISSION_DENIED,
+                 _("The Redis server %s refused the user name or password"),
+                 client->display_uri);
+  else if (g_str_has_prefix (text, "NOAUTH"))
+    g_set_error (error, G_IO_ERROR, G_IO_ERROR_PERMISSION_DENIED,
+                 _("The Redis server %s needs a password, and the URI gives none"),
+                 client->display_uri);
+  else if (strstr (text, "NOPERM") != NULL || strstr (text, "no permissions") != NULL ||
+           strstr (text, "can't run this command") != NULL)
+    g_set_error (error, G_IO_ERROR, G_IO_ERROR_NOT_SUPPORTED,
+                 _("The Redis user of %s may not run a command that the lock needs: %s"),
+                 client->display_uri, text);
+  else
+    g_set_error (error, G_IO_ERROR, G_IO_ERROR_FAILED,
+                 _("The Redis server %s answered with an error: %s"),
+                 client->display_uri, text);
+}
+
+/* ---------------------------------------------------------------- links */
+
+static Link *
+link_ref (Link *link)
+{
+  g_atomic_int_inc (&link->ref_count);
+  return link;
+}
+
+static void
+worker_release_alive (void)
+{
+  g_mutex_lock (&registry_mutex);
+  if (--n_alive == 0)
+    {
+      g_main_loop_quit (worker_loop);
+      g_clear_pointer (&worker_loop, g_main_loop_unref);
+      g_clear_pointer (&worker_context, g_main_context_unref);
+    }
+  g_mutex_unlock (&registry_mutex);
+}
+
+static void
+link_unref (Link *link)
+{
+  if (!g_atomic_int_dec_and_test (&link->ref_count))
+    return;
+  g_assert (link->conn == NULL);
+  if (link->read_source != NULL)
+    {
+      g_source_destroy (link->read_source);
+      g_source_unref (link->read_source);
+    }
+  if (link->stream != NULL)
+    g_io_stream_close (link->stream, NULL, NULL);
+  g_clear_object (&link->stream);
+  g_clear_object (&link->cancellable);
+  g_clear_pointer (&link->reader, redisReaderFree);
+  g_byte_array_unref (link->out);
+  g_clear_pointer (&link->writing, g_bytes_unref);
+  g_free (link);
+  worker_release_alive ();
+}
+
+static void
+cmd_free (Cmd *cmd)
+{
+  redisFreeCommand (cmd->buf);
+  g_free (cmd);
+}
+
+static void link_write (Link *link);
+
+static void
+link_write_done (GObject      *source,
+                 GAsyncResult *result,
+                 gpointer      user_data)
+{
+  Link *link = user_data;
+  g_autoptr(GError) error = NULL;
+
+  if (!g_output_stream_write_all_finish (G_OUTPUT_STREAM (source), result, NULL, &error))
+    {
+      if (link->conn != NULL)
+        {
+          g_prefix_error (&error, _("Cannot send to the Redis server %s: "),
+                          link->conn->client->display_uri);
+          conn_drop (link->conn, error);
+        }
+      link_unref (link);
+      return;
+    }
+  g_clear_pointer (&link->writing, g_bytes_unref);
+  if (link->conn != NULL)
+    link_write (link);
+  link_unref (link);
+}
+
+static void
+link_write (Link *link)
+{
+  if (link->writing != NULL || link->out->len == 0)
+    return;
+  link->writing = g_byte_array_free_to_bytes (link->out);
+  link->out = g_byte_array_new ();
+  g_output_stream_write_all_async (g_io_stream_get_output_stream (link->stream),
+                                   g_bytes_get_data (link->writing, NULL),
+                                   g_bytes_get_size (link->writing),
+                                   G_PRIORITY_DEFAULT, link->cancellable,
+                                   link_write_done, link_ref (link));
+}
+
+static void
+conn_dispatch (Conn       *conn,
+               redisReply *reply)
+{
+  Cmd *cmd;
+
+  if (conn->subscriber && reply->type == REDIS_REPLY_ARRAY && reply->elements == 3 &&
+      reply->element[0]->type == REDIS_REPLY_STRING &&
+      strcmp (reply->element[0]->str, "message") == 0)
+    {
+      Channel *channel = g_hash_table_lookup (conn->client->channels,
+                                              reply->element[1]->str);
+
+      /* The message lists the tokens of the waiters that can go now: only
+       * they try again. */
+      if (channel != NULL && channel->confirmed && reply->element[2]->type == REDIS_REPLY_STRING)
+        {
+          GList *ops = g_list_copy (channel->ops);
+
+          for (GList *l = ops; l != NULL; l = l->next)
+            {
+              Op *op = l->data;
+
+              if (!op->done && op->confirmed && strstr (reply->element[2]->str, op->token) != NULL)
+                op_attempt (op);
+            }
+          g_list_free (ops);
+        }
+      return;
+    }
+
+  cmd = g_queue_pop_head (&conn->pending);
+  if (cmd == NULL)
+    {
+      g_autoptr(GError) error = g_error_new (G_IO_ERROR, G_IO_ERROR_INVALID_DATA,
+                                             _("The Redis server %s sent a reply nobody asked for"),
+                                             conn->client->display_uri);
+      conn_drop (conn, error);
+      return;
+    }
+  cmd->func (conn->client, reply, NULL, cmd->data);
+  cmd_free (cmd);
+}
+
+static gboolean
+link_read_ready (GObject  *stream,
+                 gpointer  user_data)
+{
+  Link *link = user_data;
+  char buf[READ_CHUNK];
+  gboolean keep = TRUE;
+
+  link_ref (link);
+  while (link->conn != NULL)
+    {
+      g_autoptr(GError) error = NULL;
+      gssize n = g_pollable_input_stream_read_nonblocking (G_POLLABLE_INPUT_STREAM (stream),
+                                                           buf, sizeof buf, NULL, &error);
+      void *reply = NULL;
+
+      if (n < 0 && g_error_matches (error, G_IO_ERROR, G_IO_ERROR_WOULD_BLOCK))
+        break;
+      if (n <= 0)
+        {
+          if (error == NULL)
+            error = g_error_new (G_IO_ERROR, G_IO_ERROR_CONNECTION_CLOSED,
+                                 _("The Redis server %s closed the connection"),
+                                 link->conn->client->display_uri);
+          else
+            g_prefix_error (&error, _("Cannot read from the Redis server %s: "),
+                            link->conn->client->display_uri);
+          conn_drop (link->conn, error);
+          keep = FALSE;
+          break;
+        }
+      redisReaderFeed (link->reader, buf, (size_t) n);
+      while (link->conn != NULL)
+        {
+          if (redisReaderGetReply (link->reader, &reply) != REDIS_OK)
+            {
+              error = g_error_new (G_IO_ERROR, G_IO_ERROR_INVALID_DATA,
+                                   _("The Redis server %s sent a reply that cannot be read: %s"),
+                                   link->conn->client->display_uri, link->reader->errstr);
+              conn_drop (link->conn, error);
+              keep = FALSE;
+              break;
+            }
+          if (reply == NULL)
+            break;
+          conn_dispatch (link->conn, reply);
+          freeReplyObject (reply);
+        }
+      if ((gsize) n < sizeof buf)
+        break;
+    }
+  if (link->conn == NULL)
+    keep = FALSE;
+  link_unref (link);
+  return keep ? G_SOURCE_CONTINUE : G_SOURCE_REMOVE;
+}
+
+/* ----------------------------------------------------------- connections */
+
+static void
+conn_put (Conn *conn,
+          Cmd  *cmd)
+{
+  g_byte_array_append (conn->link->out, (const guint8 *) cmd->buf, cmd->len);
+  g_queue_push_tail (&conn->pending, cmd);
+}
+
+static Cmd *
+cmd_new (int          argc,
+         const char **argv,
+         const gsize *lens,
+         ReplyFunc    func,
+         gpointer     data)
+{
+  Cmd *cmd = g_new0 (Cmd, 1);
+  int len = redisFormatCommandArgv (&cmd->buf, argc, argv, lens);
+
+  g_assert (len > 0);
+  cmd->len = (gsize) len;
+  cmd->func = func;
+  cmd->data = data;
+  return cmd;
+}
+
+static void
+handshake_reply (PortaRedisClient *client,
+                 redisReply       *reply,
+                 const GError     *error,
+                 gpointer          data)
+{
+  Conn *conn = data;
+
+  if (error == NULL && reply->type == REDIS_REPLY_ERROR)
+    {
+      g_autoptr(GError) local_error = NULL;
+
+      set_reply_error (client, reply, &local_error);
+      conn_drop (conn, local_error);
+    }
+}
+
+static void
+liveness_subscribed (PortaRedisClient *client,
+                     redisReply       *reply,
+                     const GError     *error,
+                     gpointer          data)
+{
+  GList *waiters;
+
+  if (error != NULL)
+    return;
+  if (reply->type == REDIS_REPLY_ERROR)
+    {
+      g_autoptr(GError) local_error = NULL;
+
+      set_reply_error (client, reply, &local_error);
+      conn_drop (&client->sub, local_error);
+      return;
+    }
+  client->live_ready = TRUE;
+  waiters = g_steal_pointer (&client->live_waiters);
+  for (GList *l = waiters; l != NULL; l = l->next)
+    {
+      Op *op = l->data;
+
+      if (!op->done)
+        op_attempt (op);
+      op_unref (op);
+    }
+  g_list_free (waiters);
+}
+
+static void
+conn_connected (GObject      *source,
+                GAsyncResult *result,
+                gpointer      user_data)
+{
+  Link *link = user_data;
+  g_autoptr(GError) error = NULL;
+  GSocketConnection *connection;
+  Conn *conn;
+  PortaRedisClient *client;
+  GList *queued;
+
+  connection = g_socket_client_connect_finish (G_SOCKET_CLIENT (source), result, &error);
+  if (link->conn == NULL)
+    {
+      g_clear_object (&connection);
+      link_unref (link);
+      return;
+    }
+  conn = link->conn;
+  client = conn->client;
+  if (connection == NULL)
+    {
+      if (g_error_matches (error, G_IO_ERROR, G_IO_ERROR_NOT_FOUND) && client->unix_socket)
+        {
+          /* No socket file: nobody listens there. */
+          g_clear_error (&error);
+          g_set_error (&error, G_IO_ERROR, G_IO_ERROR_CONNECTION_REFUSED,
+                       _("Cannot connect to the Redis server %s: no server listens there"),
+                       client->display_uri);
+        }
+      else
+        g_prefix_error (&error, _("Cannot connect to the Redis server %s: "),
+                        client->display_uri);
+      conn_drop (conn, error);
+      link_unref (link);
+      return;
+    }
+
+  link->stream = G_IO_STREAM (connection);
+  link->reader = redisReaderCreate ();
+  if (!G_IS_POLLABLE_INPUT_STREAM (g_io_stream_get_input_stream (link->stream)) ||
+      !g_pollable_input_stream_can_poll (G_POLLABLE_INPUT_STREAM (g_io_stream_get_input_stream (link->stream))))
+    {
+      g_set_error (&error, G_IO_ERROR, G_IO_ERROR_NOT_SUPPORTED,
+                   _("Cannot read from the Redis server %s without blocking"),
+                   client->display_uri);
+      conn_drop (conn, error);
+      link_unref (link);
+      return;
+    }
+  link->read_source = g_pollable_input_stream_create_source (
+      G_POLLABLE_INPUT_STREAM (g_io_stream_get_input_stream (link->stream)), NULL);
+  g_source_set_callback (link->read_source, (GSourceFunc) (void (*) (void)) link_read_ready,
+                         link_ref (link), (GDestroyNotify) link_unref);
+  g_source_attach (link->read_source, client->context);
+  conn->ready = TRUE;
+
+  if (client->password != NULL)
+    {
+      const char *argv[3] = { "AUTH", client->user, client->password };
+
+      if (client->user != NULL)
+        conn_put (conn, cmd_new (3, argv, NULL, handshake_reply, conn));
+      else
+        {
+          argv[1] = client->password;
+          conn_put (conn, cmd_new (2, argv, NULL, handshake_reply, conn));
+        }
+    }
+  if (!conn->subscriber && client->db != 0)
+    {
+      g_autofree char *db = g_strdup_printf ("%u", client->db);
+      const char *argv[2] = { "SELECT", db };
+
+      conn_put (conn, cmd_new (2, argv, NULL, handshake_reply, conn));
+    }
+  if (conn->subscriber)
+    {
+      const char *argv[2] = { "SUBSCRIBE", client->liveness };
+
+      conn_put (conn, cmd_new (2, argv, NULL, liveness_subscribed, NULL));
+    }
+  queued = conn->queued.head;
+  conn->queued.head = conn->queued.tail = NULL;
+  conn->queued.length = 0;
+  for (GList *l = queued; l != NULL; l = l->next)
+    conn_put (conn, l->data);
+  g_list_free (queued);
+  link_write (link);
+  link_unref (link);
+}
+
+static void
+tls_event (GSocketClient      *socket_client,
+           GSocketClientEvent  event,
+           GSocketConnectable *connectable,
+           GIOStream          *connection,
+           gpointer            user_data)
+{
+  GTlsDatabase *database = user_data;
+
+  if (event == G_SOCKET_CLIENT_TLS_HANDSHAKING && database != NULL)
+    g_tls_connection_set_database (G_TLS_CONNECTION (connection), database);
+}
+
+static void
+conn_connect (Conn *conn)
+{
+  PortaRedisClient *client = conn->client;
+  g_autoptr(GSocketClient) socket_client = g_socket_client_new ();
+  g_autoptr(GSocketConnectable) address = NULL;
+  Link *link;
+
+  g_assert (conn->link == NULL);
+  link = g_new0 (Link, 1);
+  link->ref_count = 1;
+  link->conn = conn;
+  link->cancellable = g_cancellable_new ();
+  link->out = g_byte_array_new ();
+  g_mutex_lock (&registry_mutex);
+  n_alive++;
+  g_mutex_unlock (&registry_mutex);
+  conn->link = link;
+  conn->ready = FALSE;
+
+  if (conn->subscriber)
+    {
+      g_autofree char *uuid = g_uuid_string_random ();
+
+      g_free (client->liveness);
+      client->liveness = g_strconcat ("porta:live:", uuid, NULL);
+      client->live_ready = FALSE;
+    }
+
+  g_socket_client_set_timeout (socket_client, CONNECT_TIMEOUT_S);
+#ifdef G_OS_UNIX
+  if (client->unix_socket)
+    address = G_SOCKET_CONNECTABLE (g_unix_socket_address_new (client->path));
+  else
+#endif
+    address = g_network_address_new (client->host, client->port);
+  if (client->tls)
+    {
+      g_socket_client_set_tls (socket_client, TRUE);
+      if (client->database != NULL)
+        g_signal_connect_data (socket_client, "event", G_CALLBACK (tls_event),
+                               g_object_ref (client->database),
+                               (GClosureNotify) (void (*) (void)) g_object_unref, 0);
+    }
+  g_socket_client_connect_async (socket_client, address, link->cancellable,
+                                 conn_connected, link_ref (link));
+}
+
+static void
+conn_send (Conn         *conn,
+           int           argc,
+           const char  **argv,
+           const gsize  *lens,
+           ReplyFunc     func,
+           gpointer      data)
+{
+  Cmd *cmd = cmd_new (argc, argv, lens, func, data);
+
+  if (conn->link != NULL && conn->ready)
+    {
+      conn_put (conn, cmd);
+      link_write (conn->link);
+      return;
+    }
+  g_queue_push_tail (&conn->queued, cmd);
+  if (conn->link == NULL)
+    conn_connect (conn);
+}
+
+/* Fails every command waiting on @conn with @error and forgets the
+ * connection; the next command opens a new one. */
+static void
+conn_drop (Conn         *conn,
+           const GError *error)
+{
+  Link *link = conn->link;
+  GQueue pending = conn->pending;
+  GQueue queued = conn->queued;
+
+  if (link == NULL)
+    return;
+  conn->link = NULL;
+  conn->ready = FALSE;
+  g_queue_init (&conn->pending);
+  g_queue_init (&conn->queued);
+  link->conn = NULL;
+  g_cancellable_cancel (link->cancellable);
+  if (link->read_source != NULL)
+    g_source_destroy (link->read_source);
+  link_unref (link);
+
+  if (conn->subscriber)
+    client_subscriber_dropped (conn->client, error);
+
+  for (GList *l = pending.head; l != NULL; l = l->next)
+    {
+      Cmd *cmd = l->data;
+
+      cmd->func (conn->client, NULL, error, cmd->data);
+      cmd_free (cmd);
+    }
+  g_list_free (pending.head);
+  for (GList *l = queued.head; l != NULL; l = l->next)
+    {
+      Cmd *cmd = l->data;
+
+      cmd->func (conn->client, NULL, error, cmd->data);
+      cmd_free (cmd);
+    }
+  g_list_free (queued.head);
+}
+
+/* ---------------------------------------------------- scripts on the wire */
+
+typedef struct
+{
+  ScriptId   id;
+  int        argc;
+  char     **argv;   /* "EVALSHA", sha, numkeys, keys..., args... */
+  ReplyFunc  func;
+  gpointer   data;
+  gboolean   fell_back;
+} ScriptCall;
+
+static void
+script_call_free (ScriptCall *call)
+{
+  g_strfreev (call->argv);
+  g_free (call);
+}
+
+static void script_call_send (PortaRedisClient *client, ScriptCall *call);
+
+static void
+script_reply (PortaRedisClient *client,
+              redisReply       *reply,
+              const GError     *error,
+              gpointer          data)
+{
+  ScriptCall *call = data;
+
+  if (error == NULL && reply->type == REDIS_REPLY_ERROR &&
+      g_str_has_prefix (reply->str, "NOSCRIPT") && !call->fell_back)
+    {
+      /* The server does not know the script yet (or forgot it, after a
+       * SCRIPT FLUSH or a restart): send it whole once. */
+      call->fell_back = TRUE;
+      script_call_send (client, call);
+      return;
+    }
+  call->func (client, reply, error, call->data);
+  script_call_free (call);
+}
+
+static void
+script_call_send (PortaRedisClient *client,
+                  ScriptCall       *call)
+{
+  g_autofree gsize *lens = g_new (gsize, call->argc);
+  g_autofree const char **argv = g_new (const char *, call->argc);
+
+  for (int k = 0; k < call->argc; k++)
+    {
+      argv[k] = call->argv[k];
+      lens[k] = strlen (call->argv[k]);
+    }
+  if (call->fell_back)
+    {
+      argv[0] = "EVAL";
+      lens[0] = strlen ("EVAL");
+      argv[1] = g_bytes_get_data (scripts[call->id].body, &lens[1]);
+    }
+  conn_send (&client->cmd, call->argc, argv, lens, script_reply, call);
+}
+
+/* Runs script @id with @n_keys keys then the arguments, NULL-terminated. */
+static void
+script_run (PortaRedisClient *client,
+            ScriptId          id,
+            char            **keys,
+            guint             n_keys,
+            ReplyFunc         func,
+            gpointer          data,
+            ...)
+{
+  GPtrArray *argv = g_ptr_array_new ();
+  ScriptCall *call = g_new0 (ScriptCall, 1);
+  const char *arg;
+  va_list ap;
+
+  g_ptr_array_add (argv, g_strdup ("EVALSHA"));
+  g_ptr_array_add (argv, g_strdup (scripts[id].sha1));
+  g_ptr_array_add (argv, g_strdup_printf ("%u", n_keys));
+  for (guint k = 0; k < n_keys; k++)
+    g_ptr_array_add (argv, g_strdup (keys[k]));
+  va_start (ap, data);
+  while ((arg = va_arg (ap, const char *)) != NULL)
+    g_ptr_array_add (argv, g_strdup (arg));
+  va_end (ap);
+  call->id = id;
+  call->argc = (int) argv->len;
+  g_ptr_array_add (argv, NULL);
+  call->argv = (char **) g_ptr_array_free (argv, FALSE);
+  call->func = func;
+  call->data = data;
+  script_call_send (client, call);
+}
+
+/* -------------------------------------------------------- subscriptions */
+
+typedef struct
+{
+  char  *name;
+  guint  serial;
+} ChannelRef;
+
+static void
+channel_subscribed (PortaRedisClient *client,
+                    redisReply       *reply,
+                    const GError     *error,
+                    gpointer          data)
+{
+  ChannelRef *ref = data;
+  Channel *channel = g_hash_table_lookup (client->channels, ref->name);
+
+  if (error == NULL && channel != NULL && channel->serial == ref->serial)
+    {
+      if (reply->type == REDIS_REPLY_ERROR)
+        {
+          g_autoptr(GError) local_error = NULL;
+          GList *ops = g_list_copy (channel->ops);
+
+          set_reply_error (client, reply, &local_error);
+          for (GList *l = ops; l != NULL; l = l->next)
+            if (!((Op *) l->data)->done)
+              op_finish (l->data, NULL, g_error_copy (local_error));
+          g_list_free (ops);
+        }
+      else
+        {
+          GList *ops = g_list_copy (channel->ops);
+
+          channel->confirmed = TRUE;
+          for (GList *l = ops; l != NULL; l = l->next)
+            {
+              Op *op = l->data;
+
+              if (!op->done && !op->confirmed)
+                {
+                  op->confirmed = TRUE;
+                  op_attempt (op);
+                }
+            }
+          g_list_free (ops);
+        }
+    }
+  g_free (ref->name);
+  g_free (ref);
+}
+
+static void
+ignore_reply (PortaRedisClient *client,
+              redisReply       *reply,
+              const GError     *error,
+              gpointer          data)
+{
+}
+
+static void
+channel_free (Channel *channel)
+{
+  g_assert (channel->ops == NULL);
+  g_free (channel->name);
+  g_free (channel);
+}
+
+static void
+op_subscribe (Op *op)
+{
+  PortaRedisClient *client = op->client;
+  Channel *channel = g_hash_table_lookup (client->channels, op->wake);
+
+  op->subscribed = TRUE;
+  if (channel == NULL)
+    {
+      const char *argv[2] = { "SUBSCRIBE", op->wake };
+      ChannelRef *ref = g_new0 (ChannelRef, 1);
+
+      channel = g_new0 (Channel, 1);
+      channel->name = g_strdup (op->wake);
+      channel->serial = ++client->channel_serial;
+      g_hash_table_insert (client->channels, channel->name, channel);
+      ref->name = g_strdup (op->wake);
+      ref->serial = channel->serial;
+      conn_send (&client->sub, 2, argv, NULL, channel_subscribed, ref);
+    }
+  channel->ops = g_list_prepend (channel->ops, op);
+  if (channel->confirmed)
+    {
+      op->confirmed = TRUE;
+      op_attempt (op);
+    }
+}
+
+static void
+op_unsubscribe (Op *op)
+{
+  PortaRedisClient *client = op->client;
+  Channel *channel;
+
+  if (!op->subscribed)
+    return;
+  op->subscribed = FALSE;
+  channel = g_hash_table_lookup (client->channels, op->wake);
+  if (channel == NULL)
+    return;
+  channel->ops = g_list_remove (channel->ops, op);
+  if (channel->ops == NULL)
+    {
+      if (client->sub.link != NULL)
+        {
+          const char *argv[2] = { "UNSUBSCRIBE", op->wake };
+
+          conn_send (&client->sub, 2, argv, NULL, ignore_reply, NULL);
+        }
+      g_hash_table_remove (client->channels, op->wake);
+    }
+}
+
+static void
+client_subscriber_dropped (PortaRedisClient *client,
+                           const GError     *error)
+{
+  g_autoptr(GError) lost_error = NULL;
+  GList *holds, *waiters, *channels;
+
+  client->live_gen++;
+  client->live_ready = FALSE;
+
+  /* Nobody sees this process alive any more: every lock it holds may be
+   * taken by another. */
+  lost_error = g_error_new (error->domain, error->code,
+                            _("The connection that showed this process alive to %s was lost: %s"),
+                            client->display_uri, error->message);
+  holds = g_list_copy (client->holds);
+  for (GList *l = holds; l != NULL; l = l->next)
+    hold_lost (l->data, lost_error);
+  g_list_free (holds);
+
+  /* Waits fail: their place in line was kept alive by the same
+   * connection. */
+  waiters = g_steal_pointer (&client->live_waiters);
+  for (GList *l = waiters; l != NULL; l = l->next)
+    {
+      Op *op = l->data;
+
+      if (!op->done)
+        op_finish (op, NULL, g_error_copy (error));
+      op_unref (op);
+    }
+  g_list_free (waiters);
+  channels = g_hash_table_get_values (client->channels);
+  for (GList *l = channels; l != NULL; l = l->next)
+    {
+      GList *ops = g_list_copy (((Channel *) l->data)->ops);
+
+      for (GList *o = ops; o != NULL; o = o->next)
+        if (!((Op *) o->data)->done)
+          op_finish (o->data, NULL, g_error_copy (error));
+      g_list_free (ops);
+    }
+  g_list_free (channels);
+}
+
+/* ----------------------------------------------------------- the client */
+
+static gboolean
+client_free_in_worker (gpointer data)
+{
+  PortaRedisClient *client = data;
+  g_autoptr(GError) error = g_error_new (G_IO_ERROR, G_IO_ERROR_CLOSED,
+                                         _("The client of %s was closed"),
+                                         client->display_uri);
+
+  conn_drop (&client->cmd, error);
+  conn_drop (&client->sub, error);
+  g_assert (client->holds == NULL && client->live_waiters == NULL);
+  g_hash_table_unref (client->channels);
+  g_free (client->liveness);
+  g_main_context_unref (client->context);
+  client_free_fields (client);
+  worker_release_alive ();
+  return G_SOURCE_REMOVE;
+}
+
+static gpointer
+worker_main (gpointer data)
+{
+  GMainLoop *loop = data;
+  GMainContext *context = g_main_loop_get_context (loop);
+
+  g_main_context_push_thread_default (context);
+  g_main_loop_run (loop);
+  g_main_context_pop_thread_default (context);
+  g_main_loop_unref (loop);
+  return NULL;
+}
+
+static void
+client_free_fields (PortaRedisClient *client)
+{
+  g_free (client->key);
+  g_free (client->display_uri);
+  g_free (client->host);
+  g_free (client->path);
+  g_free (client->user);
+  if (client->password != NULL)
+    memset (client->password, 0, strlen (client->password));
+  g_free (client->password);
+  g_clear_object (&client->database);
+  g_free (client);
+}
+
+PortaRedisClient *
+porta_redis_client_get (const char    *uri,
+                        GTlsDatabase  *database,
+                        GError       **error)
+{
+  g_autofree char *key = g_strdup_printf ("%p %s", (void *) database, uri);
+  PortaRedisClient *client;
+
+  scripts_load_once ();
+
+  g_mutex_lock (&registry_mutex);
+  if (registry == NULL)
+    registry = g_hash_table_new (g_str_hash, g_str_equal);
+  client = g_hash_table_lookup (registry, key);
+  if (client != NULL)
+    {
+      client->ref_count++;
+      g_mutex_unlock (&registry_mutex);
+      return client;
+    }
+
+  client = g_new0 (PortaRedisClient, 1);
+  client->ref_count = 1;
+  client->key = g_steal_pointer (&key);
+  client->display_uri = porta_redis_display_uri (uri);
+  if (!client_parse_uri (client, uri, error))
+    {
+      g_mutex_unlock (&registry_mutex);
+      client_free_fields (client);
+      return NULL;
+    }
+  if (database != NULL)
+    client->database = g_object_ref (database);
+  client->cmd.client = client;
+  client->sub.client = client;
+  client->sub.subscriber = TRUE;
+  client->channels = g_hash_table_new_full (g_str_hash, g_str_equal, NULL,
+                                            (GDestroyNotify) channel_free);
+  if (worker_context == NULL)
+    {
+      GThread *thread;
+
+      worker_context = g_main_context_new ();
+      worker_loop = g_main_loop_new (worker_context, FALSE);
+      thread = g_thread_new ("porta-redis", worker_main, g_main_loop_ref (worker_loop));
+      g_thread_unref (thread);
+    }
+  n_alive++;
+  client->context = g_main_context_ref (worker_context);
+  g_hash_table_insert (registry, client->key, client);
+  g_mutex_unlock (&registry_mutex);
+  return client;
+}
+
+PortaRedisClient *
+porta_redis_client_ref (PortaRedisClient *client)
+{
+  g_mutex_lock (&registry_mutex);
+  client->ref_count++;
+  g_mutex_unlock (&registry_mutex);
+  return client;
+}
+
+void
+porta_redis_client_unref (PortaRedisClient *client)
+{
+  gboolean last;
+
+  g_mutex_lock (&registry_mutex);
+  last = --client->ref_count == 0;
+  if (last)
+    g_hash_table_remove (registry, client->key);
+  g_mutex_unlock (&registry_mutex);
+  if (last)
+    post (client->context, G_PRIORITY_DEFAULT, client_free_in_worker, client, NULL);
+}
+
+const char *
+porta_redis_client_get_display_uri (PortaRedisClient *client)
+{
+  return client->display_uri;
+}
+
+/* ---------------------------------------------------------------- holds */
+
+static PortaRedisHold *
+hold_ref (PortaRedisHold *hold)
+{
+  g_atomic_int_inc (&hold->ref_count);
+  return hold;
+}
+
+static void
+hold_unref (PortaRedisHold *hold)
+{
+  if (!g_atomic_int_dec_and_test (&hold->ref_count))
+    return;
+  g_assert (hold->renew_source == NULL);
+  if (hold->lost_destroy != NULL)
+    hold->lost_destroy (hold->lost_data);
+  g_clear_pointer (&hold->lost_context, g_main_context_unref);
+  g_free (hold->token);
+  for (guint k = 0; k < N_KEYS; k++)
+    g_free (hold->keys[k]);
+  g_free (hold->wake);
+  porta_redis_client_unref (hold->client);
+  g_free (hold);
+}
+
+guint64
+porta_redis_hold_get_fence (PortaRedisHold *hold)
+{
+  return hold->fence;
+}
+
+static void
+hold_stop (PortaRedisHold *hold)
+{
+  PortaRedisClient *client = hold->client;
+
+  hold->active = FALSE;
+  if (hold->renew_source != NULL)
+    {
+      g_source_destroy (hold->renew_source);
+      g_clear_pointer (&hold->renew_source, g_source_unref);
+    }
+  if (g_list_find (client->holds, hold) != NULL)
+    {
+      client->holds = g_list_remove (client->holds, hold);
+      hold_unref (hold);
+    }
+}
+
+typedef struct
+{
+  PortaRedisHold *hold;
+  GError         *error;
+} LostCall;
+
+static gboolean
+lost_call_run (gpointer data)
+{
+  LostCall *call = data;
+
+  call->hold->lost_func (call->hold->lost_data, call->error);
+  return G_SOURCE_REMOVE;
+}
+
+static void
+lost_call_free (gpointer data)
+{
+  LostCall *call = data;
+
+  hold_unref (call->hold);
+  g_error_free (call->error);
+  g_free (call);
+}
+
+static void
+hold_lost (PortaRedisHold *hold,
+           const GError   *error)
+{
+  LostCall *call;
+
+  if (!hold->active)
+    return;
+  call = g_new0 (LostCall, 1);
+  call->hold = hold_ref (hold);
+  call->error = g_error_copy (error);
+  hold_stop (hold);
+  if (hold->lost_func != NULL)
+    post (hold->lost_context, G_PRIORITY_DEFAULT, lost_call_run, call, lost_call_free);
+  else
+    lost_call_free (call);
+}
+
+static void
+renew_reply (PortaRedisClient *client,
+             redisReply       *reply,
+             const GError     *error,
+             gpointer          data)
+{
+  PortaRedisHold *hold = data;
+
+  hold->renewing = FALSE;
+  if (hold->active)
+    {
+      g_autoptr(GError) local_error = NULL;
+
+      if (error != NULL)
+        local_error = g_error_new (error->domain, error->code,
+                                   _("Cannot renew the lease: %s"), error->message);
+      else if (reply->type == REDIS_REPLY_ERROR)
+        {
+          set_reply_error (client, reply, &local_error);
+          g_prefix_error (&local_error, _("Cannot renew the lease: "));
+        }
+      else if (reply->type != REDIS_REPLY_INTEGER || reply->integer != 1)
+        local_error = g_error_new (G_IO_ERROR, G_IO_ERROR_TIMED_OUT,
+                                   _("Its lease ran out before it was renewed (was the "
+                                     "process stopped, or cut off from %s?), and "
+                                     "another client may hold it now"),
+                                   client->display_uri);
+      if (local_error != NULL)
+        hold_lost (hold, local_error);
+    }
+  hold_unref (hold);
+}
+
+static gboolean
+renew_tick (gpointer data)
+{
+  PortaRedisHold *hold = data;
+  g_autofree char *lease = NULL;
+
+  if (hold->renewing)
+    return G_SOURCE_CONTINUE;
+  hold->renewing = TRUE;
+  lease = g_strdup_printf ("%u", hold->lease_ms);
+  script_run (hold->client, SCRIPT_RENEW, hold->keys, 4, renew_reply, hold_ref (hold),
+              hold->token, lease, hold->wake, NULL);
+  return G_SOURCE_CONTINUE;
+}
+
+static PortaRedisHold *
+hold_new (Op      *op,
+          guint64  fence)
+{
+  PortaRedisHold *hold = g_new0 (PortaRedisHold, 1);
+
+  hold->ref_count = 2;   /* the caller's and the client's list */
+  hold->client = porta_redis_client_ref (op->client);
+  hold->token = g_strdup (op->token);
+  for (guint k = 0; k < N_KEYS; k++)
+    hold->keys[k] = g_strdup (op->keys[k]);
+  hold->wake = g_strdup (op->wake);
+  hold->lease_ms = op->lease_ms;
+  hold->fence = fence;
+  hold->lost_context = g_steal_pointer (&op->lost_context);
+  hold->lost_func = op->lost_func;
+  hold->lost_data = op->lost_data;
+  hold->lost_destroy = op->lost_destroy;
+  op->lost_destroy = NULL;
+  hold->active = TRUE;
+  op->client->holds = g_list_prepend (op->client->holds, hold);
+  hold->renew_source = g_timeout_source_new (MAX (hold->lease_ms / 3, 1));
+  g_source_set_callback (hold->renew_source, renew_tick, hold, NULL);
+  g_source_attach (hold->renew_source, op->client->context);
+  return hold;
+}
+
+/* ---------------------------------------------------------- release */
+
+typedef struct
+{
+  PortaRedisHold *hold;
+  GTask          *task;     /* NULL: nobody waits */
+  GMainContext   *context;
+  gboolean        result;
+  GError         *error;
+} ReleaseCall;
+
+static gboolean
+release_deliver (gpointer data)
+{
+  ReleaseCall *call = data;
+
+  if (call->error != NULL)
+    g_task_return_error (call->task, g_steal_pointer (&call->error));
+  else
+    g_task_return_boolean (call->task, TRUE);
+  return G_SOURCE_REMOVE;
+}
+
+static void
+release_call_free (gpointer data)
+{
+  ReleaseCall *call = data;
+
+  g_clear_object (&call->task);
+  g_clear_error (&call->error);
+  g_clear_pointer (&call->context, g_main_context_unref);
+  hold_unref (call->hold);
+  g_free (call);
+}
+
+static void
+release_done (ReleaseCall *call)
+{
+  if (call->task == NULL)
+    {
+      release_call_free (call);
+      return;
+    }
+  post (call->context, G_PRIORITY_DEFAULT, release_deliver, call, release_call_free);
+}
+
+static void
+release_reply (PortaRedisClient *client,
+               redisReply       *reply,
+               const GError     *error,
+               gpointer          data)
+{
+  ReleaseCall *call = data;
+
+  if (error != NULL)
+    call->error = g_error_copy (error);
+  else if (reply->type == REDIS_REPLY_ERROR)
+    set_reply_error (client, reply, &call->error);
+  else if (reply->type != REDIS_REPLY_INTEGER || reply->integer != 1)
+    call->error = g_error_new (PORTA_LOCK_ERROR, PORTA_LOCK_ERROR_NOT_HELD,
+                               _("its lease had run out, and another client may have taken it"));
+  release_done (call);
+}
+
+static gboolean
+release_in_worker (gpointer data)
+{
+  ReleaseCall *call = data;
+  PortaRedisHold *hold = call->hold;
+
+  if (!hold->active)
+    {
+      call->error = g_error_new (PORTA_LOCK_ERROR, PORTA_LOCK_ERROR_NOT_HELD,
+                                 _("it was lost before"));
+      release_done (call);
+      return G_SOURCE_REMOVE;
+    }
+  hold_stop (hold);
+  script_run (hold->client, SCRIPT_RELEASE, hold->keys, 4, release_reply, call,
+              hold->token, hold->wake, NULL);
+  return G_SOURCE_REMOVE;
+}
+
+void
+porta_redis_hold_release_async (PortaRedisHold      *hold,
+                                GAsyncReadyCallback  callback,
+                                gpointer             user_data)
+{
+  ReleaseCall *call = g_new0 (ReleaseCall, 1);
+
+  call->hold = hold;
+  if (callback != NULL)
+    {
+      call->task = g_task_new (NULL, NULL, callback, user_data);
+      g_task_set_source_tag (call->task, porta_redis_hold_release_async);
+      g_task_set_name (call->task, "[portalock] Redis release");
+      call->context = g_main_context_ref_thread_default ();
+    }
+  post (hold->client->context, G_PRIORITY_DEFAULT, release_in_worker, call, NULL);
+}
+
+gboolean
+porta_redis_hold_release_finish (GAsyncResult  *result,
+                                 GError       **error)
+{
+  g_return_val_if_fail (g_task_is_valid (result, NULL), FALSE);
+  g_return_val_if_fail (g_task_get_source_tag (G_TASK (result)) == porta_redis_hold_release_async, FALSE);
+
+  return g_task_propagate_boolean (G_TASK (result), error);
+}
+
+/* ---------------------------------------------------------------- waits */
+
+static Op *
+op_ref (Op *op)
+{
+  g_atomic_int_inc (&op->ref_count);
+  return op;
+}
+
+static void
+op_unref (Op *op)
+{
+  if (!g_atomic_int_dec_and_test (&op->ref_count))
+    return;
+  g_assert (op->task == NULL);
+  if (op->lost_destroy != NULL)
+    op->lost_destroy (op->lost_data);
+  g_clear_pointer (&op->lost_context, g_main_context_unref);
+  g_clear_object (&op->cancellable);
+  g_clear_pointer (&op->caller_context, g_main_context_unref);
+  g_free (op->token);
+  for (guint k = 0; k < N_KEYS; k++)
+    g_free (op->keys[k]);
+  g_free (op->wake);
+  porta_redis_client_unref (op->client);
+  g_free (op);
+}
+
+/* A grant whose task was never finished is given back. */
+static void
+hold_release_unclaimed (gpointer hold)
+{
+  porta_redis_hold_release_async (hold, NULL, NULL);
+}
+
+typedef struct
+{
+  Op             *op;
+  GTask          *task;
+  PortaRedisHold *hold;
+  GError         *error;
+} OpResult;
+
+static gboolean
+op_deliver (gpointer data)
+{
+  OpResult *result = data;
+
+  if (result->hold != NULL)
+    g_task_return_pointer (result->task, g_steal_pointer (&result->hold),
+                           hold_release_unclaimed);
+  else
+    g_task_return_error (result->task, g_steal_pointer (&result->error));
+  return G_SOURCE_REMOVE;
+}
+
+static void
+op_result_free (gpointer data)
+{
+  OpResult *result = data;
+
+  /* A grant nobody took (its task was dropped unfinished) is given back. */
+  if (result->hold != NULL)
+    porta_redis_hold_release_async (result->hold, NULL, NULL);
+  g_clear_error (&result->error);
+  g_clear_object (&result->task);
+  op_unref (result->op);
+  g_free (result);
+}
+
+static void
+withdraw_reply (PortaRedisClient *client,
+                redisReply       *reply,
+                const GError     *error,
+                gpointer          data)
+{
+  op_unref (data);
+}
+
+static void
+undo_reply (PortaRedisClient *client,
+            redisReply       *reply,
+            const GError     *error,
+            gpointer          data)
+{
+  op_unref (data);
+}
+
+static void
+op_finish (Op             *op,
+           PortaRedisHold *hold,
+           GError         *error)
+{
+  PortaRedisClient *client = op->client;
+  OpResult *result;
+
+  g_assert (!op->done);
+  op->done = TRUE;
+  if (op->deadline_source != NULL)
+    {
+      g_source_destroy (op->deadline_source);
+      g_clear_pointer (&op->deadline_source, g_source_unref);
+    }
+  if (op->retry_source != NULL)
+    {
+      g_source_destroy (op->retry_source);
+      g_clear_pointer (&op->retry_source, g_source_unref);
+    }
+  if (op->cancel_id != 0)
+    {
+      g_cancellable_disconnect (op->cancellable, op->cancel_id);
+      op->cancel_id = 0;
+    }
+  op_unsubscribe (op);
+  /* Leave the line now unless an ACQUIRE is on its way: its reply does. */
+  if (hold == NULL && op->enqueued && !op->in_flight)
+    script_run (client, SCRIPT_WITHDRAW, op->keys, 4, withdraw_reply, op_ref (op),
+                op->token, op->wake, NULL);
+
+  result = g_new0 (OpResult, 1);
+  result->op = op;    /* takes the engine's reference */
+  result->task = g_steal_pointer (&op->task);
+  result->hold = hold;
+  result->error = error;
+  post (op->caller_context, op->priority, op_deliver, result, op_result_free);
+}
+
+static gboolean
+op_retry_fire (gpointer data)
+{
+  Op *op = data;
+
+  g_clear_pointer (&op->retry_source, g_source_unref);
+  op_attempt (op);
+  return G_SOURCE_REMOVE;
+}
+
+static void
+op_arm_retry (Op    *op,
+              gint64 delay_ms)
+{
+  if (op->retry_source != NULL)
+    {
+      g_source_destroy (op->retry_source);
+      g_clear_pointer (&op->retry_source, g_source_unref);
+    }
+  op->retry_source = g_timeout_source_new ((guint) CLAMP (delay_ms, 1, G_MAXINT));
+  g_source_set_callback (op->retry_source, op_retry_fire, op, NULL);
+  g_source_attach (op->retry_source, op->client->context);
+}
+
+static void
+acquire_reply (PortaRedisClient *client,
+               redisReply       *reply,
+               const GError     *error,
+               gpointer          data)
+{
+  Op *op = data;
+  gboolean granted = FALSE;
+  gint64 fence = 0, retry_ms = -1;
+  gboolean first = FALSE;
+  GError *local_error = NULL;
+
+  op->in_flight = FALSE;
+  if (error != NULL)
+    local_error = g_error_copy (error);
+  else if (reply->type == REDIS_REPLY_ERROR)
+    set_reply_error (client, reply, &local_error);
+  else if (reply->type != REDIS_REPLY_ARRAY || reply->elements < 2 ||
+           reply->element[0]->type != REDIS_REPLY_INTEGER ||
+           reply->element[1]->type != REDIS_REPLY_INTEGER)
+    local_error = g_error_new (G_IO_ERROR, G_IO_ERROR_INVALID_DATA,
+                               _("The Redis server %s answered the lock script with "
+                                 "something else than the script returns"),
+                               client->display_uri);
+  else
+    {
+      granted = reply->element[0]->integer == 1;
+      if (granted)
+        fence = reply->element[1]->integer;
+      else
+        {
+          retry_ms = reply->element[1]->integer;
+          first = reply->elements > 2 && reply->element[2]->type == REDIS_REPLY_INTEGER &&
+                  reply->element[2]->integer == 1;
+        }
+    }
+
+  if (op->done)
+    {
+      /* The wait ended (timeout, cancellation) while this was on its way:
+       * give back what it won, or leave the line. */
+      g_clear_error (&local_error);
+      if (granted)
+        script_run (client, SCRIPT_RELEASE, op->keys, 4, undo_reply, op,
+                    op->token, op->wake, NULL);
+      else if (op->enqueued)
+        script_run (client, SCRIPT_WITHDRAW, op->keys, 4, withdraw_reply, op,
+                    op->token, op->wake, NULL);
+      else
+        op_unref (op);
+      return;
+    }
+
+  if (local_error != NULL)
+    {
+      op_finish (op, NULL, local_error);
+      op_unref (op);
+      return;
+    }
+  if (granted && op->live_gen != client->live_gen)
+    {
+      /* Granted under a liveness channel that has gone: not held. */
+      script_run (client, SCRIPT_RELEASE, op->keys, 4, undo_reply, op_ref (op),
+                  op->token, op->wake, NULL);
+      op_finish (op, NULL, g_error_new (G_IO_ERROR, G_IO_ERROR_CONNECTION_CLOSED,
+                                        _("The connection to %s dropped as the lock was granted"),
+                                        client->display_uri));
+      op_unref (op);
+      return;
+    }
+  if (granted)
+    {
+      op_finish (op, hold_new (op, (guint64) fence), NULL);
+      op_unref (op);
+      return;
+    }
+  if (op->timeout_ms == 0)
+    {
+      op_finish (op, NULL, g_error_new_literal (G_IO_ERROR, G_IO_ERROR_WOULD_BLOCK, "taken"));
+      op_unref (op);
+      return;
+    }
+  if (!op->subscribed)
+    {
+      /* Taken: subscribe to its wake-ups first, then try again in line, so
+       * that no release between the two goes unseen. */
+      op_subscribe (op);
+      op_unref (op);
+      return;
+    }
+  if (op->again)
+    {
+      op->again = FALSE;
+      op_attempt (op);
+    }
+  else
+    {
+      /* Released locks are pushed; what is not pushed is a holder's death
+       * or lease end: the first in line looks again every 100 ms, the
+       * others refresh their place in line every third of a lease. */
+      gint64 delay = first ? FIRST_WAITER_RETRY_MS : op->lease_ms / 3;
+
+      if (retry_ms >= 0 && retry_ms + 1 < delay)
+        delay = retry_ms + 1;
+      op_arm_retry (op, delay);
+    }
+  op_unref (op);
+}
+
+static void
+op_attempt (Op *op)
+{
+  PortaRedisClient *client = op->client;
+  g_autofree char *capacity = NULL;
+  g_autofree char *lease = NULL;
+
+  if (op->done)
+    return;
+  if (op->in_flight)
+    {
+      op->again = TRUE;
+      return;
+    }
+  if (!client->live_ready)
+    {
+      client->live_waiters = g_list_prepend (client->live_waiters, op_ref (op));
+      if (client->sub.link == NULL)
+        conn_connect (&client->sub);
+      return;
+    }
+  if (op->retry_source != NULL)
+    {
+      g_source_destroy (op->retry_source);
+      g_clear_pointer (&op->retry_source, g_source_unref);
+    }
+  op->in_flight = TRUE;
+  op->again = FALSE;
+  if (op->subscribed)
+    op->enqueued = TRUE;   /* maybe in line from now on */
+  op->live_gen = client->live_gen;
+  capacity = g_strdup_printf ("%u", op->exclusive ? 1 : op->capacity);
+  lease = g_strdup_printf ("%u", op->lease_ms);
+  script_run (client, SCRIPT_ACQUIRE, op->keys, N_KEYS, acquire_reply, op_ref (op),
+              op->token, op->exclusive ? "x" : "s", capacity, lease, client->liveness,
+              op->subscribed ? "1" : "0", lease, op->wake, NULL);
+}
+
+static gboolean
+op_deadline_fire (gpointer data)
+{
+  Op *op = data;
+
+  g_clear_pointer (&op->deadline_source, g_source_unref);
+  if (!op->done)
+    op_finish (op, NULL, g_error_new_literal (G_IO_ERROR, G_IO_ERROR_TIMED_OUT, "timed out"));
+  return G_SOURCE_REMOVE;
+}
+
+static gboolean
+op_cancel_in_worker (gpointer data)
+{
+  Op *op = data;
+
+  if (!op->done)
+    op_finish (op, NULL, g_error_new_literal (G_IO_ERROR, G_IO_ERROR_CANCELLED, "cancelled"));
+  return G_SOURCE_REMOVE;
+}
+
+static void
+op_cancelled (GCancellable *cancellable,
+              gpointer      data)
+{
+  Op *op = data;
+
+  post (op->client->context, G_PRIORITY_DEFAULT, op_cancel_in_worker, op_ref (op),
+        (GDestroyNotify) op_unref);
+}
+
+static gboolean
+op_start_in_worker (gpointer data)
+{
+  Op *op = data;
+
+  if (op->deadline > 0)
+    {
+      gint64 remaining_ms = (op->deadline - g_get_monotonic_time () + 999) / 1000;
+
+      op->deadline_source = g_timeout_source_new ((guint) CLAMP (remaining_ms, 0, G_MAXINT));
+      g_source_set_callback (op->deadline_source, op_deadline_fire, op, NULL);
+      g_source_attach (op->deadline_source, op->client->context);
+    }
+  if (op->cancellable != NULL)
+    {
+      if (g_cancellable_is_cancelled (op->cancellable))
+        {
+          op_finish (op, NULL, g_error_new_literal (G_IO_ERROR, G_IO_ERROR_CANCELLED, "cancelled"));
+          return G_SOURCE_REMOVE;
+        }
+      /* Cancelled from here on: the handler posts the end to this thread. */
+      op->cancel_id = g_cancellable_connect (op->cancellable, G_CALLBACK (op_cancelled), op, NULL);
+    }
+  op_attempt (op);
+  return G_SOURCE_REMOVE;
+}
+
+void
+porta_redis_client_acquire_async (PortaRedisClient        *client,
+                                  const PortaRedisRequest *request,
+                                  GCancellable            *cancellable,
+                                  int                      priority,
+                                  GAsyncReadyCallback      callback,
+                                  gpointer                 user_data)
+{
+  static const char *const key_names[N_KEYS] = { "h", "i", "q", "w", "f" };
+  g_autofree char *uuid = g_uuid_string_random ();
+  Op *op = g_new0 (Op, 1);
+
+  op->ref_count = 1;
+  op->client = porta_redis_client_ref (client);
+  op->caller_context = g_main_context_ref_thread_default ();
+  op->priority = priority;
+  op->task = g_task_new (NULL, cancellable, callback, user_data);
+  g_task_set_source_tag (op->task, porta_redis_client_acquire_async);
+  g_task_set_name (op->task, "[portalock] Redis acquire");
+  op->token = g_strdup (uuid);
+  for (guint k = 0; k < N_KEYS; k++)
+    op->keys[k] = g_strdup_printf ("porta:{%s}:%s", request->name, key_names[k]);
+  op->wake = g_strdup_printf ("porta:{%s}:wake", request->name);
+  op->exclusive = request->exclusive;
+  op->capacity = request->capacity;
+  op->lease_ms = request->lease_ms;
+  op->timeout_ms = request->timeout_ms;
+  op->deadline = request->deadline;
+  op->cancellable = cancellable != NULL ? g_object_ref (cancellable) : NULL;
+  op->lost_context = request->lost_context != NULL ? g_main_context_ref (request->lost_context) : NULL;
+  op->lost_func = request->lost_func;
+  op->lost_data = request->lost_data;
+  op->lost_destroy = request->lost_destroy;
+  post (client->context, G_PRIORITY_DEFAULT, op_start_in_worker, op, NULL);
+}
+
+PortaRedisHold *
+porta_redis_client_acquire_finish (GAsyncResult  *result,
+                                   GError       **error)
+{
+  g_return_val_if_fail (g_task_is_valid (result, NULL), NULL);
+  g_return_val_if_fail (g_task_get_source_tag (G_TASK (result)) == porta_redis_client_acquire_async, NULL);
+
+  return g_task_propagate_pointer (G_TASK (result), error);
+}
+
+void
+porta_redis_hold_unref (PortaRedisHold *hold)
+{
+  hold_unref (hold);
+}

@@ -1,0 +1,144 @@
+-- SPDX-License-Identifier: LGPL-2.1-or-later
+--
+-- ACQUIRE: grants the lock KEYS to ARGV[1] if it can go now, else queues it.
+--
+-- KEYS: h (holders: token -> lease deadline, ms of the server's clock),
+--       i (holder info: token -> "mode|liveness|fence"),
+--       q (waiters: token -> arrival), w (waiter info: token ->
+--       "mode|capacity|liveness|deadline"), f (fencing counter).
+-- ARGV: token, mode ("x" exclusive, "s" shared), capacity (0: unlimited),
+--       lease ms, liveness channel, enqueue ("1": wait in line), waiter
+--       lease ms, wake-up channel.
+-- Returns {1, fence} when granted, else {0, retry_ms, first}: retry_ms is
+-- how long until the earliest lease that blocks the caller runs out, and
+-- first is 1 when the caller is first in line.
+local h, i, q, w, f = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+local token, mode = ARGV[1], ARGV[2]
+local cap, lease = tonumber(ARGV[3]), tonumber(ARGV[4])
+local live, enqueue, wlease, wake = ARGV[5], ARGV[6] == '1', tonumber(ARGV[7]), ARGV[8]
+
+-- Publishes, on the wake-up channel, the tokens of the waiters that can go
+-- now, from the head of the line: only they try again. Waiters whose
+-- process is gone or whose place in line ran out are dropped on the way.
+local function wake_next(h, i, q, w, wake, now)
+  local count, excl = 0, false
+  for _, tok in ipairs(redis.call('ZRANGE', h, 0, -1)) do
+    count = count + 1
+    if string.sub(redis.call('HGET', i, tok) or 'x', 1, 1) == 'x' then excl = true end
+  end
+  local go, alive = {}, {}
+  for _, tok in ipairs(redis.call('ZRANGE', q, 0, -1)) do
+    local info = redis.call('HGET', w, tok) or 'x|0||0'
+    local m, c, l, deadline = string.match(info, '^([^|]*)|([^|]*)|([^|]*)|([^|]*)$')
+    if alive[l] == nil then
+      alive[l] = tonumber(redis.call('PUBSUB', 'NUMSUB', l)[2]) > 0
+    end
+    if tonumber(deadline) <= now or not alive[l] then
+      redis.call('ZREM', q, tok)
+      redis.call('HDEL', w, tok)
+    else
+      c = tonumber(c)
+      if m == 'x' then
+        if count > 0 then break end
+      elseif excl or (c ~= 0 and count >= c) then
+        break
+      end
+      count = count + 1
+      if m == 'x' then excl = true end
+      go[#go + 1] = tok
+    end
+  end
+  if #go > 0 then
+    redis.call('PUBLISH', wake, table.concat(go, ' '))
+  end
+end
+
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+
+-- A liveness channel without a subscriber: its process is gone.
+local alive = {}
+local function is_alive(channel)
+  if alive[channel] == nil then
+    local r = redis.call('PUBSUB', 'NUMSUB', channel)
+    alive[channel] = tonumber(r[2]) > 0
+  end
+  return alive[channel]
+end
+
+local function can_go(m, c, count, excl)
+  if m == 'x' then
+    return count == 0
+  end
+  return (not excl) and (c == 0 or count < c)
+end
+
+local freed = false
+local count, excl, earliest = 0, false, nil
+local holders = redis.call('ZRANGE', h, 0, -1, 'WITHSCORES')
+for k = 1, #holders, 2 do
+  local tok, deadline = holders[k], tonumber(holders[k + 1])
+  local info = redis.call('HGET', i, tok) or 'x||0'
+  local m, l = string.match(info, '^([^|]*)|([^|]*)|')
+  if deadline <= now or not is_alive(l) then
+    redis.call('ZREM', h, tok)
+    redis.call('HDEL', i, tok)
+    freed = true
+  else
+    count = count + 1
+    if m == 'x' then excl = true end
+    if earliest == nil or deadline < earliest then earliest = deadline end
+  end
+end
+
+-- Waiters ahead of the caller that could go before it count as holders:
+-- nobody overtakes a waiter that is first in line and can go.
+local blocked, first = false, true
+local waiters = redis.call('ZRANGE', q, 0, -1)
+for _, tok in ipairs(waiters) do
+  local info = redis.call('HGET', w, tok) or 'x|0||0'
+  local m, c, l, deadline = string.match(info, '^([^|]*)|([^|]*)|([^|]*)|([^|]*)$')
+  if tok ~= token then
+    if tonumber(deadline) <= now or not is_alive(l) then
+      redis.call('ZREM', q, tok)
+      redis.call('HDEL', w, tok)
+      freed = true
+    elseif not blocked then
+      first = false
+      if can_go(m, tonumber(c), count, excl) then
+        count = count + 1
+        if m == 'x' then excl = true end
+      else
+        blocked = true
+      end
+    end
+  else
+    break
+  end
+end
+
+if not blocked and can_go(mode, cap, count, excl) then
+  local fence = redis.call('INCR', f)
+  redis.call('ZADD', h, now + lease, token)
+  redis.call('HSET', i, token, mode .. '|' .. live .. '|' .. fence)
+  redis.call('ZREM', q, token)
+  redis.call('HDEL', w, token)
+  -- Shared holders behind this one may go too.
+  if (freed or mode ~= 'x') and redis.call('ZCARD', q) > 0 then
+    wake_next(h, i, q, w, wake, now)
+  end
+  return {1, fence}
+end
+
+if enqueue then
+  if redis.call('ZSCORE', q, token) == false then
+    redis.call('ZADD', q, now, token)
+  end
+  redis.call('HSET', w, token, mode .. '|' .. cap .. '|' .. live .. '|' .. (now + wlease))
+end
+if freed then
+  wake_next(h, i, q, w, wake, now)
+end
+local retry = -1
+if earliest ~= nil then retry = earliest - now end
+return {0, retry, first and 1 or 0}

@@ -1,0 +1,841 @@
+/* test-redis.c: PortaRedisLock against a real redis-server
+ *
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ *
+ * Every test starts its own redis-server (Debian's, found in PATH) on a
+ * Unix socket in a temporary folder, or on a free loopback port, and stops
+ * it. The holders in other processes are this program run as
+ *   test-redis --hold URI NAME MODE LEASE_MS
+ *     acquires, says "held FENCE", says "lost" if the lock is lost, and
+ *     releases ("released") when a line or end-of-file comes on stdin;
+ *   test-redis --count URI NAME FILE N
+ *     N times: acquires, adds 1 to the number in FILE, releases.
+ */
+
+#include "config.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <gio/gio.h>
+#include <gio/gunixinputstream.h>
+#include <gio/gunixsocketaddress.h>
+#include <glib/gstdio.h>
+
+#include <portalock/portalock.h>
+
+#include "porta-test-utils.h"
+
+static const char *self_path;
+
+/* ------------------------------------------------------------ the server */
+
+typedef struct
+{
+  GSubprocess *proc;
+  char        *dir;
+  char        *sock;
+  char        *uri;
+  guint16      port;    /* 0: Unix socket only */
+  GPtrArray   *args;    /* to start it again */
+} TestServer;
+
+static guint16
+free_port (void)
+{
+  g_autoptr(GSocket) socket = g_socket_new (G_SOCKET_FAMILY_IPV4, G_SOCKET_TYPE_STREAM,
+                                            G_SOCKET_PROTOCOL_TCP, NULL);
+  g_autoptr(GInetAddress) loopback = g_inet_address_new_loopback (G_SOCKET_FAMILY_IPV4);
+  g_autoptr(GSocketAddress) address = g_inet_socket_address_new (loopback, 0);
+  g_autoptr(GSocketAddress) bound = NULL;
+  g_autoptr(GError) error = NULL;
+
+  g_assert_nonnull (socket);
+  g_socket_bind (socket, address, TRUE, &error);
+  g_assert_no_error (error);
+  bound = g_socket_get_local_address (socket, &error);
+  g_assert_no_error (error);
+  return g_inet_socket_address_get_port (G_INET_SOCKET_ADDRESS (bound));
+}
+
+static gboolean
+server_answers (TestServer *server)
+{
+  g_autoptr(GSocketClient) client = g_socket_client_new ();
+  g_autoptr(GSocketAddress) address = g_unix_socket_address_new (server->sock);
+  g_autoptr(GSocketConnection) connection = NULL;
+
+  connection = g_socket_client_connect (client, G_SOCKET_CONNECTABLE (address), NULL, NULL);
+  return connection != NULL;
+}
+
+static void
+server_launch (TestServer *server)
+{
+  g_autoptr(GError) error = NULL;
+  g_autoptr(GSubprocessLauncher) launcher = g_subprocess_launcher_new (G_SUBPROCESS_FLAGS_STDOUT_SILENCE);
+
+  server->proc = g_subprocess_launcher_spawnv (launcher, (const char * const *) server->args->pdata,
+                                               &error);
+  g_assert_no_error (error);
+  /* Bounded: 20 s at most, even on a loaded machine. */
+  for (guint k = 0; k < 1000 && !server_answers (server); k++)
+    {
+      g_usleep (20 * 1000);
+    }
+  g_assert_true (server_answers (server));
+}
+
+static TestServer *
+server_start_with (gboolean     tcp,
+                   const char  *const *extra)
+{
+  TestServer *server = g_new0 (TestServer, 1);
+  g_autoptr(GError) error = NULL;
+
+  server->dir = g_dir_make_tmp ("porta-redis-XXXXXX", &error);
+  g_assert_no_error (error);
+  server->sock = g_build_filename (server->dir, "redis.sock", NULL);
+  server->port = tcp ? free_port () : 0;
+  server->args = g_ptr_array_new_with_free_func (g_free);
+  g_ptr_array_add (server->args, g_strdup ("redis-server"));
+  g_ptr_array_add (server->args, g_strdup ("--port"));
+  g_ptr_array_add (server->args, g_strdup_printf ("%u", server->port));
+  g_ptr_array_add (server->args, g_strdup ("--bind"));
+  g_ptr_array_add (server->args, g_strdup ("127.0.0.1"));
+  g_ptr_array_add (server->args, g_strdup ("--unixsocket"));
+  g_ptr_array_add (server->args, g_strdup (server->sock));
+  g_ptr_array_add (server->args, g_strdup ("--unixsocketperm"));
+  g_ptr_array_add (server->args, g_strdup ("700"));
+  g_ptr_array_add (server->args, g_strdup ("--dir"));
+  g_ptr_array_add (server->args, g_strdup (server->dir));
+  g_ptr_array_add (server->args, g_strdup ("--save"));
+  g_ptr_array_add (server->args, g_strdup (""));
+  g_ptr_array_add (server->args, g_strdup ("--appendonly"));
+  g_ptr_array_add (server->args, g_strdup ("no"));
+  for (guint k = 0; extra != NULL && extra[k] != NULL; k++)
+    g_ptr_array_add (server->args, g_strdup (extra[k]));
+  g_ptr_array_add (server->args, NULL);
+  server->uri = g_strconcat ("unix://", server->sock, NULL);
+  server_launch (server);
+  return server;
+}
+
+static TestServer *
+server_start (void)
+{
+  return server_start_with (FALSE, NULL);
+}
+
+static void
+server_kill (TestServer *server)
+{
+  if (server->proc == NULL)
+    return;
+  g_subprocess_send_signal (server->proc, SIGTERM);
+  g_subprocess_wait (server->proc, NULL, NULL);
+  g_clear_object (&server->proc);
+  g_unlink (server->sock);
+}
+
+static void
+server_stop (TestServer *server)
+{
+  g_autoptr(GDir) dir = NULL;
+  const char *name;
+
+  server_kill (server);
+  dir = g_dir_open (server->dir, 0, NULL);
+  while (dir != NULL && (name = g_dir_read_name (dir)) != NULL)
+    {
+      g_autofree char *path = g_build_filename (server->dir, name, NULL);
+
+      g_unlink (path);
+    }
+  g_rmdir (server->dir);
+  g_free (server->dir);
+  g_free (server->sock);
+  g_free (server->uri);
+  g_ptr_array_unref (server->args);
+  g_free (server);
+}
+
+/* Runs redis-cli on the server's socket; returns what it printed. */
+static char *
+server_cli (TestServer *server,
+            ...)
+{
+  g_autoptr(GPtrArray) argv = g_ptr_array_new ();
+  g_autoptr(GSubprocess) proc = NULL;
+  g_autoptr(GError) error = NULL;
+  char *out = NULL;
+  const char *arg;
+  va_list ap;
+
+  g_ptr_array_add (argv, (char *) "redis-cli");
+  g_ptr_array_add (argv, (char *) "-s");
+  g_ptr_array_add (argv, server->sock);
+  va_start (ap, server);
+  while ((arg = va_arg (ap, const char *)) != NULL)
+    g_ptr_array_add (argv, (char *) arg);
+  va_end (ap);
+  g_ptr_array_add (argv, NULL);
+  proc = g_subprocess_newv ((const char * const *) argv->pdata, G_SUBPROCESS_FLAGS_STDOUT_PIPE, &error);
+  g_assert_no_error (error);
+  g_subprocess_communicate_utf8 (proc, NULL, NULL, &out, NULL, &error);
+  g_assert_no_error (error);
+  return out;
+}
+
+/* ------------------------------------------------------------- helpers */
+
+static PortaTestChild *
+spawn_holder (const char    *uri,
+              const char    *name,
+              PortaLockMode  mode,
+              guint          lease_ms,
+              guint64       *fence)
+{
+  g_autofree char *mode_arg = g_strdup_printf ("%d", mode);
+  g_autofree char *lease_arg = g_strdup_printf ("%u", lease_ms);
+  const char *argv[] = { self_path, "--hold", uri, name, mode_arg, lease_arg, NULL };
+  PortaTestChild *child = porta_test_child_spawnv (argv);
+  g_autofree char *line = porta_test_child_read_line (child, 20000);
+
+  g_assert_nonnull (line);
+  g_assert_true (g_str_has_prefix (line, "held "));
+  if (fence != NULL)
+    *fence = g_ascii_strtoull (line + 5, NULL, 10);
+  return child;
+}
+
+typedef struct
+{
+  GAsyncResult *result;
+  gint64        done_at;
+} AsyncWait;
+
+static void
+store_result (GObject      *source,
+              GAsyncResult *result,
+              gpointer      user_data)
+{
+  AsyncWait *wait = user_data;
+
+  wait->result = g_object_ref (result);
+  wait->done_at = g_get_monotonic_time ();
+}
+
+/* Iterates the thread-default context until @wait is done, bounded. */
+static void
+async_wait_run (AsyncWait *wait,
+                guint      timeout_ms)
+{
+  gint64 deadline = g_get_monotonic_time () + (gint64) porta_test_scale_ms (timeout_ms) * 1000;
+
+  while (wait->result == NULL && g_get_monotonic_time () < deadline)
+    g_main_context_iteration (NULL, FALSE) || (g_usleep (1000), TRUE);
+  g_assert_nonnull (wait->result);
+}
+
+static void
+on_lost (PortaRedisLock *lock,
+         GError         *error,
+         gpointer        user_data)
+{
+  GError **out = user_data;
+
+  g_assert_false (porta_redis_lock_get_held (lock));
+  g_assert_null (*out);
+  *out = g_error_copy (error);
+}
+
+static void
+wait_for_lost (GError **lost,
+               guint    timeout_ms)
+{
+  gint64 deadline = g_get_monotonic_time () + (gint64) porta_test_scale_ms (timeout_ms) * 1000;
+
+  while (*lost == NULL && g_get_monotonic_time () < deadline)
+    g_main_context_iteration (NULL, FALSE) || (g_usleep (2000), TRUE);
+  g_assert_nonnull (*lost);
+}
+
+/* ------------------------------------------------------------- the tests */
+
+static void
+test_invalid (void)
+{
+  static const char *const uris[] = {
+    "http://localhost/", "redis://", "redis://host/abc", "unix://relative/path",
+    "redis://user:hunter2@host:notaport/", "not a uri at all", "redis://h/0?x=1",
+  };
+  static const char *const names[] = { "", "a{b", "c}d" };
+
+  for (guint k = 0; k < G_N_ELEMENTS (uris); k++)
+    {
+      g_autoptr(PortaRedisLock) lock = porta_redis_lock_new (uris[k], "n", PORTA_LOCK_MODE_EXCLUSIVE);
+      g_autoptr(GError) error = NULL;
+
+      g_assert_false (porta_redis_lock_acquire (lock, 0, NULL, &error));
+      g_assert_error (error, G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT);
+      g_assert_null (strstr (error->message, "hunter2"));
+      g_assert_false (porta_redis_lock_get_held (lock));
+    }
+  for (guint k = 0; k < G_N_ELEMENTS (names); k++)
+    {
+      g_autoptr(PortaRedisLock) lock = porta_redis_lock_new ("redis://127.0.0.1/", names[k],
+                                                             PORTA_LOCK_MODE_EXCLUSIVE);
+      g_autoptr(GError) error = NULL;
+
+      g_assert_false (porta_redis_lock_try_acquire (lock, &error));
+      g_assert_error (error, G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT);
+    }
+}
+
+static void
+test_password_hidden (void)
+{
+  g_autoptr(PortaRedisLock) lock = NULL;
+  g_autoptr(GError) error = NULL;
+  g_autofree char *uri = g_strdup_printf ("redis://alice:hunter2@127.0.0.1:%u/3", free_port ());
+  g_autofree char *read_back = NULL;
+
+  lock = porta_redis_lock_new (uri, "n", PORTA_LOCK_MODE_EXCLUSIVE);
+  g_object_get (lock, "uri", &read_back, NULL);
+  g_assert_null (strstr (read_back, "hunter2"));
+  g_assert_nonnull (strstr (read_back, "alice@127.0.0.1"));
+  g_assert_cmpstr (porta_redis_lock_get_uri (lock), ==, read_back);
+
+  /* Nobody listens on that port. */
+  g_assert_false (porta_redis_lock_acquire (lock, 5000, NULL, &error));
+  g_assert_error (error, G_IO_ERROR, G_IO_ERROR_CONNECTION_REFUSED);
+  g_assert_null (strstr (error->message, "hunter2"));
+  g_assert_false (porta_redis_lock_get_held (lock));
+}
+
+static void
+test_unreachable_unix (void)
+{
+  g_autofree char *dir = g_dir_make_tmp ("porta-redis-XXXXXX", NULL);
+  g_autofree char *uri = g_strdup_printf ("unix://%s/none.sock", dir);
+  g_autoptr(PortaRedisLock) lock = porta_redis_lock_new (uri, "n", PORTA_LOCK_MODE_EXCLUSIVE);
+  g_autoptr(GError) error = NULL;
+
+  g_assert_false (porta_redis_lock_acquire (lock, -1, NULL, &error));
+  g_assert_error (error, G_IO_ERROR, G_IO_ERROR_CONNECTION_REFUSED);
+  g_rmdir (dir);
+}
+
+static void
+test_exclusive_processes (void)
+{
+  TestServer *server = server_start ();
+  g_autoptr(PortaRedisLock) lock = porta_redis_lock_new (server->uri, "job", PORTA_LOCK_MODE_EXCLUSIVE);
+  g_autoptr(PortaTestChild) child = NULL;
+  g_autoptr(GError) error = NULL;
+  guint64 child_fence = 0;
+  gint64 start;
+
+  child = spawn_holder (server->uri, "job", PORTA_LOCK_MODE_EXCLUSIVE, 30000, &child_fence);
+  g_assert_cmpuint (child_fence, ==, 1);
+
+  g_assert_false (porta_redis_lock_try_acquire (lock, &error));
+  g_assert_error (error, G_IO_ERROR, G_IO_ERROR_WOULD_BLOCK);
+  g_clear_error (&error);
+
+  start = g_get_monotonic_time ();
+  g_assert_false (porta_redis_lock_acquire (lock, 200, NULL, &error));
+  g_assert_error (error, G_IO_ERROR, G_IO_ERROR_TIMED_OUT);
+  g_assert_cmpint (g_get_monotonic_time () - start, >=, 200 * 1000);
+  g_clear_error (&error);
+  g_assert_false (porta_redis_lock_get_held (lock));
+
+  porta_test_child_send_line (child);
+  porta_test_child_expect_line (child, "released");
+  g_assert_cmpint (porta_test_child_wait (child, NULL), ==, 0);
+
+  g_assert_true (porta_redis_lock_acquire (lock, 10000, NULL, &error));
+  g_assert_no_error (error);
+  g_assert_true (porta_redis_lock_get_held (lock));
+  g_assert_cmpuint (porta_redis_lock_get_fencing_token (lock), >, child_fence);
+  g_assert_true (PORTA_IS_LOCKABLE (lock));
+  g_assert_true (porta_lockable_get_held (PORTA_LOCKABLE (lock)));
+
+  g_assert_false (porta_redis_lock_acquire (lock, 0, NULL, &error));
+  g_assert_error (error, PORTA_LOCK_ERROR, PORTA_LOCK_ERROR_ALREADY_HELD);
+  g_clear_error (&error);
+
+  g_assert_true (porta_lockable_release (PORTA_LOCKABLE (lock), &error));
+  g_assert_no_error (error);
+  g_assert_false (porta_redis_lock_release (lock, &error));
+  g_assert_error (error, PORTA_LOCK_ERROR, PORTA_LOCK_ERROR_NOT_HELD);
+
+  g_clear_object (&lock);
+  server_stop (server);
+}
+
+static void
+test_shared (void)
+{
+  TestServer *server = server_start ();
+  g_autoptr(PortaRedisLock) s1 = porta_redis_lock_new (server->uri, "data", PORTA_LOCK_MODE_SHARED);
+  g_autoptr(PortaRedisLock) s2 = porta_redis_lock_new (server->uri, "data", PORTA_LOCK_MODE_SHARED);
+  g_autoptr(PortaRedisLock) x = porta_redis_lock_new (server->uri, "data", PORTA_LOCK_MODE_EXCLUSIVE);
+  g_autoptr(PortaRedisLock) s3 = porta_redis_lock_new (server->uri, "data", PORTA_LOCK_MODE_SHARED);
+  g_autoptr(GError) error = NULL;
+  AsyncWait wait = { NULL, 0 };
+
+  g_assert_true (porta_redis_lock_try_acquire (s1, &error));
+  g_assert_true (porta_redis_lock_try_acquire (s2, &error));
+  g_assert_no_error (error);
+  g_assert_false (porta_redis_lock_try_acquire (x, &error));
+  g_assert_error (error, G_IO_ERROR, G_IO_ERROR_WOULD_BLOCK);
+  g_clear_error (&error);
+
+  /* An exclusive waiter in line keeps later shared holders out. */
+  porta_redis_lock_acquire_async (x, 20000, G_PRIORITY_DEFAULT, NULL, store_result, &wait);
+  for (guint k = 0; k < 50 && !g_main_context_iteration (NULL, FALSE); k++)
+    g_usleep (2000);
+  g_assert_false (porta_redis_lock_acquire (s3, 300, NULL, &error));
+  g_assert_error (error, G_IO_ERROR, G_IO_ERROR_TIMED_OUT);
+  g_clear_error (&error);
+
+  g_assert_true (porta_redis_lock_release (s1, NULL));
+  g_assert_true (porta_redis_lock_release (s2, NULL));
+  async_wait_run (&wait, 10000);
+  g_assert_true (porta_redis_lock_acquire_finish (x, wait.result, &error));
+  g_assert_no_error (error);
+  g_clear_object (&wait.result);
+  g_assert_false (porta_redis_lock_try_acquire (s3, &error));
+  g_assert_error (error, G_IO_ERROR, G_IO_ERROR_WOULD_BLOCK);
+  g_clear_error (&error);
+  g_assert_true (porta_redis_lock_release (x, NULL));
+  g_assert_true (porta_redis_lock_try_acquire (s3, &error));
+  g_assert_no_error (error);
+
+  g_clear_object (&s1);
+  g_clear_object (&s2);
+  g_clear_object (&s3);
+  g_clear_object (&x);
+  server_stop (server);
+}
+
+static void
+test_counting (void)
+{
+  TestServer *server = server_start ();
+  PortaRedisLock *locks[4];
+  g_autoptr(GError) error = NULL;
+
+  for (guint k = 0; k < 4; k++)
+    {
+      locks[k] = porta_redis_lock_new_counting (server->uri, "slots", 3);
+      g_assert_cmpuint (porta_redis_lock_get_max_holders (locks[k]), ==, 3);
+      g_assert_cmpint (porta_redis_lock_get_mode (locks[k]), ==, PORTA_LOCK_MODE_SHARED);
+    }
+  for (guint k = 0; k < 3; k++)
+    {
+      g_assert_true (porta_redis_lock_try_acquire (locks[k], &error));
+      g_assert_no_error (error);
+    }
+  g_assert_false (porta_redis_lock_try_acquire (locks[3], &error));
+  g_assert_error (error, G_IO_ERROR, G_IO_ERROR_WOULD_BLOCK);
+  g_clear_error (&error);
+  g_assert_true (porta_redis_lock_release (locks[1], NULL));
+  g_assert_true (porta_redis_lock_acquire (locks[3], 5000, NULL, &error));
+  g_assert_no_error (error);
+  g_assert_false (porta_redis_lock_try_acquire (locks[1], &error));
+  g_assert_error (error, G_IO_ERROR, G_IO_ERROR_WOULD_BLOCK);
+
+  for (guint k = 0; k < 4; k++)
+    g_object_unref (locks[k]);
+  server_stop (server);
+}
+
+static gpointer
+cancel_later (gpointer data)
+{
+  g_usleep (200 * 1000);
+  g_cancellable_cancel (data);
+  return NULL;
+}
+
+static void
+test_cancel (void)
+{
+  TestServer *server = server_start ();
+  g_autoptr(PortaRedisLock) holder = porta_redis_lock_new (server->uri, "c", PORTA_LOCK_MODE_EXCLUSIVE);
+  g_autoptr(PortaRedisLock) waiter = porta_redis_lock_new (server->uri, "c", PORTA_LOCK_MODE_EXCLUSIVE);
+  g_autoptr(PortaRedisLock) third = porta_redis_lock_new (server->uri, "c", PORTA_LOCK_MODE_EXCLUSIVE);
+  g_autoptr(GCancellable) cancellable = g_cancellable_new ();
+  g_autoptr(GError) error = NULL;
+  GThread *thread;
+
+  g_assert_true (porta_redis_lock_acquire (holder, 0, NULL, &error));
+  thread = g_thread_new ("cancel", cancel_later, cancellable);
+  g_assert_false (porta_redis_lock_acquire (waiter, -1, cancellable, &error));
+  g_assert_error (error, G_IO_ERROR, G_IO_ERROR_CANCELLED);
+  g_clear_error (&error);
+  g_thread_join (thread);
+
+  /* Already cancelled: fails at once. */
+  g_assert_false (porta_redis_lock_acquire (waiter, -1, cancellable, &error));
+  g_assert_error (error, G_IO_ERROR, G_IO_ERROR_CANCELLED);
+  g_clear_error (&error);
+
+  /* The cancelled waiter left the line: the next one gets the lock. */
+  g_assert_true (porta_redis_lock_release (holder, NULL));
+  g_assert_true (porta_redis_lock_acquire (third, 5000, NULL, &error));
+  g_assert_no_error (error);
+  g_assert_false (porta_redis_lock_get_held (waiter));
+
+  g_clear_object (&holder);
+  g_clear_object (&waiter);
+  g_clear_object (&third);
+  server_stop (server);
+}
+
+static void
+test_async_handoff (void)
+{
+  TestServer *server = server_start ();
+  g_autoptr(PortaRedisLock) waiter = porta_redis_lock_new (server->uri, "h", PORTA_LOCK_MODE_EXCLUSIVE);
+  g_autoptr(PortaTestChild) child = NULL;
+  g_autoptr(GError) error = NULL;
+  AsyncWait wait = { NULL, 0 };
+  gint64 released_at;
+
+  child = spawn_holder (server->uri, "h", PORTA_LOCK_MODE_EXCLUSIVE, 30000, NULL);
+  porta_lockable_acquire_async (PORTA_LOCKABLE (waiter), -1, G_PRIORITY_DEFAULT, NULL,
+                                store_result, &wait);
+  /* Let it subscribe and queue. */
+  for (guint k = 0; k < 100; k++)
+    g_main_context_iteration (NULL, FALSE) || (g_usleep (2000), TRUE);
+  g_assert_null (wait.result);
+
+  porta_test_child_send_line (child);
+  porta_test_child_expect_line (child, "released");
+  released_at = g_get_monotonic_time ();
+  async_wait_run (&wait, 10000);
+  g_assert_true (porta_lockable_acquire_finish (PORTA_LOCKABLE (waiter), wait.result, &error));
+  g_assert_no_error (error);
+  g_test_message ("hand-off seen %" G_GINT64_FORMAT " us after the holder said it released",
+                  wait.done_at - released_at);
+  /* Pushed, not polled: far under any polling period, even loaded. */
+  g_assert_cmpint (wait.done_at - released_at, <, 2 * G_USEC_PER_SEC);
+  g_clear_object (&wait.result);
+  g_assert_cmpint (porta_test_child_wait (child, NULL), ==, 0);
+  g_assert_true (porta_redis_lock_release (waiter, NULL));
+
+  g_clear_object (&waiter);
+  server_stop (server);
+}
+
+static void
+test_sigkill (void)
+{
+  TestServer *server = server_start ();
+  g_autoptr(PortaRedisLock) lock = porta_redis_lock_new (server->uri, "k", PORTA_LOCK_MODE_EXCLUSIVE);
+  g_autoptr(PortaTestChild) child = NULL;
+  g_autoptr(GError) error = NULL;
+  gint64 start;
+
+  /* A long lease: only the holder's death can free the lock in time. */
+  child = spawn_holder (server->uri, "k", PORTA_LOCK_MODE_EXCLUSIVE, 60000, NULL);
+  g_assert_false (porta_redis_lock_try_acquire (lock, &error));
+  g_clear_error (&error);
+  g_subprocess_send_signal (child->proc, SIGKILL);
+  start = g_get_monotonic_time ();
+  g_assert_true (porta_redis_lock_acquire (lock, 20000, NULL, &error));
+  g_assert_no_error (error);
+  g_test_message ("taken %" G_GINT64_FORMAT " us after SIGKILL", g_get_monotonic_time () - start);
+  g_assert_cmpint (g_get_monotonic_time () - start, <, 10 * G_USEC_PER_SEC);
+  g_subprocess_wait (child->proc, NULL, NULL);
+
+  g_clear_object (&lock);
+  server_stop (server);
+}
+
+static void
+test_sigstop (void)
+{
+  TestServer *server = server_start ();
+  g_autoptr(PortaRedisLock) lock = porta_redis_lock_new (server->uri, "s", PORTA_LOCK_MODE_EXCLUSIVE);
+  g_autoptr(PortaTestChild) child = NULL;
+  g_autoptr(GError) error = NULL;
+  g_autofree char *line = NULL;
+  guint64 child_fence = 0;
+
+  child = spawn_holder (server->uri, "s", PORTA_LOCK_MODE_EXCLUSIVE, 600, &child_fence);
+  g_subprocess_send_signal (child->proc, SIGSTOP);
+  /* Its connections stay open: only the lease frees the lock. */
+  g_assert_true (porta_redis_lock_acquire (lock, 30000, NULL, &error));
+  g_assert_no_error (error);
+  g_assert_cmpuint (porta_redis_lock_get_fencing_token (lock), >, child_fence);
+
+  g_subprocess_send_signal (child->proc, SIGCONT);
+  line = porta_test_child_read_line (child, 20000);
+  g_assert_nonnull (line);
+  g_assert_true (g_str_has_prefix (line, "lost "));
+  g_assert_true (porta_redis_lock_get_held (lock));
+  porta_test_child_send_line (child);
+  g_assert_cmpint (porta_test_child_wait (child, NULL), ==, 0);
+  g_assert_true (porta_redis_lock_release (lock, &error));
+  g_assert_no_error (error);
+
+  g_clear_object (&lock);
+  server_stop (server);
+}
+
+static void
+test_client_kill (void)
+{
+  TestServer *server = server_start ();
+  g_autoptr(PortaRedisLock) lock = porta_redis_lock_new (server->uri, "ck", PORTA_LOCK_MODE_EXCLUSIVE);
+  g_autoptr(PortaRedisLock) other = porta_redis_lock_new (server->uri, "ck", PORTA_LOCK_MODE_EXCLUSIVE);
+  g_autoptr(GError) error = NULL;
+  g_autoptr(GError) lost = NULL;
+  g_autofree char *out = NULL;
+  guint64 fence;
+
+  g_signal_connect (lock, "lost", G_CALLBACK (on_lost), &lost);
+  g_assert_true (porta_redis_lock_acquire (lock, 0, NULL, &error));
+  fence = porta_redis_lock_get_fencing_token (lock);
+  out = server_cli (server, "CLIENT", "KILL", "TYPE", "pubsub", NULL);
+  wait_for_lost (&lost, 10000);
+  g_test_message ("lost: %s", lost->message);
+  g_assert_false (porta_redis_lock_get_held (lock));
+  g_assert_false (porta_redis_lock_release (lock, &error));
+  g_assert_error (error, PORTA_LOCK_ERROR, PORTA_LOCK_ERROR_NOT_HELD);
+  g_clear_error (&error);
+
+  /* Whoever comes next may take it; this process too, on a new
+   * connection, with a new token. */
+  g_assert_true (porta_redis_lock_acquire (other, 10000, NULL, &error));
+  g_assert_no_error (error);
+  g_assert_cmpuint (porta_redis_lock_get_fencing_token (other), >, fence);
+  g_assert_true (porta_redis_lock_release (other, NULL));
+
+  g_clear_object (&lock);
+  g_clear_object (&other);
+  server_stop (server);
+}
+
+static void
+test_restart (void)
+{
+  TestServer *server = server_start ();
+  g_autoptr(PortaRedisLock) lock = porta_redis_lock_new (server->uri, "r", PORTA_LOCK_MODE_EXCLUSIVE);
+  g_autoptr(GError) error = NULL;
+  g_autoptr(GError) lost = NULL;
+
+  g_signal_connect (lock, "lost", G_CALLBACK (on_lost), &lost);
+  g_assert_true (porta_redis_lock_acquire (lock, 0, NULL, &error));
+  server_kill (server);
+  wait_for_lost (&lost, 10000);
+  g_assert_false (porta_redis_lock_get_held (lock));
+
+  server_launch (server);
+  g_assert_true (porta_redis_lock_acquire (lock, 10000, NULL, &error));
+  g_assert_no_error (error);
+  g_assert_true (porta_redis_lock_release (lock, &error));
+  g_assert_no_error (error);
+
+  g_clear_object (&lock);
+  server_stop (server);
+}
+
+static void
+test_acl (void)
+{
+  /* On TCP, where a URI carries a user and a password. */
+  TestServer *server = server_start_with (TRUE, NULL);
+  g_autofree char *out = NULL;
+  g_autofree char *good = NULL, *bad = NULL, *limited = NULL;
+  g_autoptr(GError) error = NULL;
+  PortaRedisLock *lock;
+
+  out = server_cli (server, "ACL", "SETUSER", "locker", "on", ">s3cret-pw", "~porta:*",
+                    "&*", "+@all", NULL);
+  g_assert_cmpstr (g_strstrip (out), ==, "OK");
+  g_free (out);
+  out = server_cli (server, "ACL", "SETUSER", "noscript", "on", ">s3cret-pw", "~*", "&*",
+                    "+@all", "-evalsha", "-eval", NULL);
+  g_assert_cmpstr (g_strstrip (out), ==, "OK");
+  good = g_strdup_printf ("redis://locker:s3cret-pw@127.0.0.1:%u/0", server->port);
+  bad = g_strdup_printf ("redis://locker:wrong-pw@127.0.0.1:%u/0", server->port);
+  limited = g_strdup_printf ("redis://noscript:s3cret-pw@127.0.0.1:%u/0", server->port);
+
+  lock = porta_redis_lock_new (good, "acl", PORTA_LOCK_MODE_EXCLUSIVE);
+  g_assert_true (porta_redis_lock_acquire (lock, 5000, NULL, &error));
+  g_assert_no_error (error);
+  g_assert_true (porta_redis_lock_release (lock, &error));
+  g_assert_no_error (error);
+  g_object_unref (lock);
+
+  lock = porta_redis_lock_new (bad, "acl", PORTA_LOCK_MODE_EXCLUSIVE);
+  g_assert_false (porta_redis_lock_acquire (lock, 5000, NULL, &error));
+  g_assert_error (error, G_IO_ERROR, G_IO_ERROR_PERMISSION_DENIED);
+  g_assert_null (strstr (error->message, "wrong-pw"));
+  g_test_message ("%s", error->message);
+  g_clear_error (&error);
+  g_object_unref (lock);
+
+  lock = porta_redis_lock_new (limited, "acl", PORTA_LOCK_MODE_EXCLUSIVE);
+  g_assert_false (porta_redis_lock_acquire (lock, 5000, NULL, &error));
+  g_assert_error (error, G_IO_ERROR, G_IO_ERROR_NOT_SUPPORTED);
+  g_assert_nonnull (strstr (error->message, "evalsha"));
+  g_assert_null (strstr (error->message, "s3cret-pw"));
+  g_test_message ("%s", error->message);
+  g_clear_error (&error);
+  g_object_unref (lock);
+
+  server_stop (server);
+}
+
+static void
+test_counter (void)
+{
+  TestServer *server = server_start ();
+  g_autofree char *file = g_build_filename (server->dir, "counter", NULL);
+  g_autofree char *contents = NULL;
+  PortaTestChild *children[8];
+  const guint n_children = 8, n_increments = 200;
+  g_autofree char *n_arg = g_strdup_printf ("%u", n_increments);
+
+  g_assert_true (g_file_set_contents (file, "0", -1, NULL));
+  for (guint k = 0; k < n_children; k++)
+    {
+      const char *argv[] = { self_path, "--count", server->uri, "counter", file, n_arg, NULL };
+
+      children[k] = porta_test_child_spawnv (argv);
+      g_output_stream_close (children[k]->in, NULL, NULL);
+    }
+  for (guint k = 0; k < n_children; k++)
+    {
+      g_assert_cmpint (porta_test_child_wait (children[k], NULL), ==, 0);
+      porta_test_child_free (children[k]);
+    }
+  g_assert_true (g_file_get_contents (file, &contents, NULL, NULL));
+  g_assert_cmpuint (g_ascii_strtoull (contents, NULL, 10), ==, n_children * n_increments);
+
+  server_stop (server);
+}
+
+/* ----------------------------------------------------- the helper sides */
+
+static void
+holder_lost (PortaRedisLock *lock,
+             GError         *error,
+             gpointer        user_data)
+{
+  g_print ("lost %s\n", error->message);
+  fflush (stdout);
+}
+
+static void
+holder_line (GObject      *source,
+             GAsyncResult *result,
+             gpointer      user_data)
+{
+  gboolean *done = user_data;
+
+  g_free (g_data_input_stream_read_line_finish (G_DATA_INPUT_STREAM (source), result, NULL, NULL));
+  *done = TRUE;
+}
+
+static int
+run_holder (char **argv)
+{
+  g_autoptr(PortaRedisLock) lock = porta_redis_lock_new (argv[0], argv[1], atoi (argv[2]));
+  g_autoptr(GError) error = NULL;
+  g_autoptr(GInputStream) in = g_unix_input_stream_new (0, FALSE);
+  g_autoptr(GDataInputStream) lines = g_data_input_stream_new (in);
+  gboolean done = FALSE;
+
+  porta_redis_lock_set_lease_ms (lock, (guint) atoi (argv[3]));
+  g_signal_connect (lock, "lost", G_CALLBACK (holder_lost), NULL);
+  if (!porta_redis_lock_acquire (lock, -1, NULL, &error))
+    {
+      g_printerr ("%s\n", error->message);
+      return 1;
+    }
+  g_print ("held %" G_GUINT64_FORMAT "\n", porta_redis_lock_get_fencing_token (lock));
+  fflush (stdout);
+  g_data_input_stream_read_line_async (lines, G_PRIORITY_DEFAULT, NULL, holder_line, &done);
+  while (!done)
+    g_main_context_iteration (NULL, TRUE);
+  if (porta_redis_lock_get_held (lock))
+    {
+      if (!porta_redis_lock_release (lock, &error))
+        {
+          g_printerr ("%s\n", error->message);
+          return 1;
+        }
+      g_print ("released\n");
+    }
+  return 0;
+}
+
+static int
+run_counter (char **argv)
+{
+  g_autoptr(PortaRedisLock) lock = porta_redis_lock_new (argv[0], argv[1], PORTA_LOCK_MODE_EXCLUSIVE);
+  guint n = (guint) atoi (argv[3]);
+
+  for (guint k = 0; k < n; k++)
+    {
+      g_autoptr(GError) error = NULL;
+      g_autofree char *contents = NULL;
+      g_autofree char *next = NULL;
+
+      if (!porta_redis_lock_acquire (lock, 60000, NULL, &error) ||
+          !g_file_get_contents (argv[2], &contents, NULL, &error))
+        {
+          g_printerr ("%s\n", error->message);
+          return 1;
+        }
+      next = g_strdup_printf ("%" G_GUINT64_FORMAT, g_ascii_strtoull (contents, NULL, 10) + 1);
+      if (!g_file_set_contents (argv[2], next, -1, &error) ||
+          !porta_redis_lock_release (lock, &error))
+        {
+          g_printerr ("%s\n", error->message);
+          return 1;
+        }
+    }
+  return 0;
+}
+
+int
+main (int    argc,
+      char **argv)
+{
+  self_path = argv[0];
+  if (argc == 6 && strcmp (argv[1], "--hold") == 0)
+    return run_holder (argv + 2);
+  if (argc == 6 && strcmp (argv[1], "--count") == 0)
+    return run_counter (argv + 2);
+
+  porta_test_init (&argc, &argv);
+  g_test_add_func ("/redis/uri/invalid", test_invalid);
+  g_test_add_func ("/redis/uri/password-hidden", test_password_hidden);
+  g_test_add_func ("/redis/unreachable/unix", test_unreachable_unix);
+  g_test_add_func ("/redis/exclusive/processes", test_exclusive_processes);
+  g_test_add_func ("/redis/shared", test_shared);
+  g_test_add_func ("/redis/counting", test_counting);
+  g_test_add_func ("/redis/cancel", test_cancel);
+  g_test_add_func ("/redis/async/hand-off", test_async_handoff);
+  g_test_add_func ("/redis/holder/sigkill", test_sigkill);
+  g_test_add_func ("/redis/holder/sigstop", test_sigstop);
+  g_test_add_func ("/redis/lost/client-kill", test_client_kill);
+  g_test_add_func ("/redis/lost/restart", test_restart);
+  g_test_add_func ("/redis/acl", test_acl);
+  g_test_add_func ("/redis/counter", test_counter);
+  return g_test_run ();
+}
