@@ -47,6 +47,7 @@ packages=(
   redis-server
   redis-tools
   openssl              # the TLS test's self-signed CA
+  glib-networking      # GIO's TLS backend, for rediss://
 )
 
 if [[ -n "${PORTALOCK_EXTRA_DEPS:-}" ]]; then

@@ -857,6 +857,9 @@ conn_connect (Conn *conn)
     }
 
   g_socket_client_set_timeout (socket_client, CONNECT_TIMEOUT_S);
+  /* Redis is reached directly, as by every other Redis client: no HTTP or
+   * SOCKS proxy from the desktop's settings. */
+  g_socket_client_set_enable_proxy (socket_client, FALSE);
 #ifdef G_OS_UNIX
   if (client->unix_socket)
     address = G_SOCKET_CONNECTABLE (g_unix_socket_address_new (client->path));

@@ -699,6 +699,83 @@ test_acl (void)
   server_stop (server);
 }
 
+/* A CA and a server certificate for 127.0.0.1 signed by it, made with
+ * openssl in @dir. */
+static void
+make_certificates (const char *dir)
+{
+  g_autofree char *script = g_strdup_printf (
+    "set -e; cd '%s';"
+    "openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.crt -days 2"
+    " -subj '/CN=portalock test CA' 2>/dev/null;"
+    "openssl req -newkey rsa:2048 -nodes -keyout server.key -out server.csr"
+    " -subj '/CN=127.0.0.1' 2>/dev/null;"
+    "printf 'subjectAltName=IP:127.0.0.1\n' > san.ext;"
+    "openssl x509 -req -in server.csr -CA ca.crt -CAkey ca.key -CAcreateserial"
+    " -out server.crt -days 2 -extfile san.ext 2>/dev/null", dir);
+  const char *argv[] = { "sh", "-c", script, NULL };
+
+  g_assert_cmpint (porta_test_run (argv, NULL), ==, 0);
+}
+
+static void
+test_tls (void)
+{
+  g_autofree char *dir = g_dir_make_tmp ("porta-redis-tls-XXXXXX", NULL);
+  g_autofree char *ca = g_build_filename (dir, "ca.crt", NULL);
+  g_autofree char *cert = g_build_filename (dir, "server.crt", NULL);
+  g_autofree char *key = g_build_filename (dir, "server.key", NULL);
+  g_autofree char *port = NULL;
+  g_autofree char *uri = NULL;
+  g_autoptr(GTlsDatabase) database = NULL;
+  g_autoptr(GError) error = NULL;
+  const char *names[] = { "ca.crt", "ca.key", "ca.srl", "server.crt", "server.key",
+                          "server.csr", "san.ext" };
+  TestServer *server;
+  PortaRedisLock *lock;
+
+  make_certificates (dir);
+  port = g_strdup_printf ("%u", free_port ());
+  {
+    const char *const extra[] = { "--tls-port", port, "--tls-cert-file", cert,
+                                  "--tls-key-file", key, "--tls-ca-cert-file", ca,
+                                  "--tls-auth-clients", "no", NULL };
+
+    server = server_start_with (FALSE, extra);
+  }
+  uri = g_strdup_printf ("rediss://127.0.0.1:%s", port);
+
+  /* Signed by a CA the system does not know: refused. */
+  lock = porta_redis_lock_new (uri, "tls", PORTA_LOCK_MODE_EXCLUSIVE);
+  g_assert_false (porta_redis_lock_acquire (lock, 10000, NULL, &error));
+  g_assert_error (error, G_TLS_ERROR, G_TLS_ERROR_BAD_CERTIFICATE);
+  g_test_message ("%s", error->message);
+  g_assert_false (porta_redis_lock_get_held (lock));
+  g_clear_error (&error);
+  g_object_unref (lock);
+
+  /* With the CA: accepted. */
+  database = g_tls_file_database_new (ca, &error);
+  g_assert_no_error (error);
+  lock = porta_redis_lock_new (uri, "tls", PORTA_LOCK_MODE_EXCLUSIVE);
+  porta_redis_lock_set_tls_database (lock, database);
+  g_assert_true (porta_redis_lock_get_tls_database (lock) == database);
+  g_assert_true (porta_redis_lock_acquire (lock, 10000, NULL, &error));
+  g_assert_no_error (error);
+  g_assert_true (porta_redis_lock_release (lock, &error));
+  g_assert_no_error (error);
+  g_object_unref (lock);
+
+  server_stop (server);
+  for (guint k = 0; k < G_N_ELEMENTS (names); k++)
+    {
+      g_autofree char *path = g_build_filename (dir, names[k], NULL);
+
+      g_unlink (path);
+    }
+  g_rmdir (dir);
+}
+
 static void
 test_counter (void)
 {
@@ -837,5 +914,6 @@ main (int    argc,
   g_test_add_func ("/redis/lost/restart", test_restart);
   g_test_add_func ("/redis/acl", test_acl);
   g_test_add_func ("/redis/counter", test_counter);
+  g_test_add_func ("/redis/tls", test_tls);
   return g_test_run ();
 }
