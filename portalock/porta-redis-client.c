@@ -213,7 +213,40 @@ static void hold_unref          (PortaRedisHold *hold);
 
 /* Runs @func in @context's thread. Never g_main_context_invoke(): it runs
  * the function at once in the calling thread whenever nobody owns
- * @context at that moment. */
+ * @context at that moment.
+ *
+ * The hand-over is also published with a release store that the receiving
+ * thread reads with an acquire load: what the poster wrote before is then
+ * visible to the receiver by the C11 memory model, and ThreadSanitizer sees
+ * it too (it cannot see the futexes of an uninstrumented GLib). */
+typedef struct
+{
+  GSourceFunc    func;
+  gpointer       data;
+  GDestroyNotify destroy;
+  gint           posted;
+} Posted;
+
+static gboolean
+posted_run (gpointer user_data)
+{
+  Posted *posted = user_data;
+
+  g_assert (__atomic_load_n (&posted->posted, __ATOMIC_ACQUIRE) == 1);
+  return posted->func (posted->data);
+}
+
+static void
+posted_free (gpointer user_data)
+{
+  Posted *posted = user_data;
+
+  (void) __atomic_load_n (&posted->posted, __ATOMIC_ACQUIRE);
+  if (posted->destroy != NULL)
+    posted->destroy (posted->data);
+  g_free (posted);
+}
+
 static void
 post (GMainContext   *context,
       int             priority,
@@ -222,9 +255,14 @@ post (GMainContext   *context,
       GDestroyNotify  destroy)
 {
   GSource *source = g_idle_source_new ();
+  Posted *posted = g_new0 (Posted, 1);
 
+  posted->func = func;
+  posted->data = data;
+  posted->destroy = destroy;
+  __atomic_store_n (&posted->posted, 1, __ATOMIC_RELEASE);
   g_source_set_priority (source, priority);
-  g_source_set_callback (source, func, data, destroy);
+  g_source_set_callback (source, posted_run, posted, posted_free);
   g_source_set_static_name (source, "[portalock] Redis");
   g_source_attach (source, context);
   g_source_unref (source);
