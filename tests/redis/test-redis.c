@@ -18,6 +18,7 @@
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/types.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -74,12 +75,20 @@ server_answers (TestServer *server)
   return connection != NULL;
 }
 
+/* A test that fails part-way leaves no server behind. */
+static void
+die_with_parent (gpointer user_data)
+{
+  prctl (PR_SET_PDEATHSIG, SIGTERM);
+}
+
 static void
 server_launch (TestServer *server)
 {
   g_autoptr(GError) error = NULL;
   g_autoptr(GSubprocessLauncher) launcher = g_subprocess_launcher_new (G_SUBPROCESS_FLAGS_STDOUT_SILENCE);
 
+  g_subprocess_launcher_set_child_setup (launcher, die_with_parent, NULL, NULL);
   server->proc = g_subprocess_launcher_spawnv (launcher, (const char * const *) server->args->pdata,
                                                &error);
   g_assert_no_error (error);
@@ -794,8 +803,16 @@ test_counter (void)
       children[k] = porta_test_child_spawnv (argv);
       g_output_stream_close (children[k]->in, NULL, NULL);
     }
+  /* 1,600 hand-offs between 8 processes take a few seconds here, and
+   * much longer on a loaded machine or under valgrind: wait generously
+   * before porta_test_child_wait()'s own bound. */
   for (guint k = 0; k < n_children; k++)
     {
+      AsyncWait wait = { NULL, 0 };
+
+      g_subprocess_wait_async (children[k]->proc, NULL, store_result, &wait);
+      async_wait_run (&wait, 120000);
+      g_clear_object (&wait.result);
       g_assert_cmpint (porta_test_child_wait (children[k], NULL), ==, 0);
       porta_test_child_free (children[k]);
     }
