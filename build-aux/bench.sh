@@ -3,7 +3,9 @@
 #
 # bench.sh: build an optimised portalock in _build-bench and print the
 # benchmark table (bench/portalock-bench) and the Python comparison
-# (bench/bench_python.py). Run it on an otherwise idle machine: every
+# (bench/bench_python.py), then, in a build with PortaRedisLock, the Redis
+# locks beside redis-py's and portalocker's (bench/bench_redis.py, against
+# a redis-server it starts on a Unix socket). Run it on an otherwise idle machine: every
 # figure is measured against its kernel baseline in the same run, but the
 # tail latencies feel any other load.
 
@@ -23,3 +25,10 @@ meson compile -C "$builddir" >/dev/null
 echo
 GI_TYPELIB_PATH="$builddir/portalock" LD_LIBRARY_PATH="$builddir/portalock" \
   /usr/bin/python3 bench/bench_python.py
+
+if grep -q 'PORTA_HAS_REDIS_LOCK 1' "$builddir/portalock/porta-features.h" &&
+   [[ -f $builddir/portalock/Porta-1.typelib ]]; then
+  echo
+  GI_TYPELIB_PATH="$builddir/portalock" LD_LIBRARY_PATH="$builddir/portalock" \
+    /usr/bin/python3 bench/bench_redis.py
+fi

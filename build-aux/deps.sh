@@ -38,6 +38,7 @@ packages=(
   python3              # /usr/bin/python3, which PyGObject is built for
   python3-gi
   python3-portalocker
+  python3-redis        # bench/bench_redis.py: redis-py's Lock, portalocker's RedisLock
   python3-filelock
   util-linux           # flock(1)
   valgrind
