@@ -185,6 +185,9 @@ struct _Op
   GSource           *deadline_source;
   GSource           *retry_source;
   guint              live_gen;
+  char             **watch;      /* the holders' liveness channels */
+  gint64             lease_due;  /* monotonic time the first blocking lease ends */
+  gboolean           probing;    /* a PUBSUB NUMSUB of them is on its way */
   gboolean           subscribed;
   gboolean           confirmed;
   gboolean           enqueued;
@@ -1677,6 +1680,7 @@ op_unref (Op *op)
   for (guint k = 0; k < N_KEYS; k++)
     g_free (op->keys[k]);
   g_free (op->wake);
+  g_strfreev (op->watch);
   porta_redis_client_unref (op->client);
   g_free (op);
 }
@@ -1780,12 +1784,56 @@ op_finish (Op             *op,
   post (op->caller_context, op->priority, op_deliver, result, op_result_free);
 }
 
+static void op_arm_retry (Op *op, gint64 delay_ms);
+
+/* The first waiter's look at its holders: one PUBSUB NUMSUB of their
+ * liveness channels instead of a whole ACQUIRE, which it runs only when a
+ * holder's process is gone (or its lease ends, or a wake-up comes). */
+static void
+numsub_reply (PortaRedisClient *client,
+              redisReply       *reply,
+              const GError     *error,
+              gpointer          data)
+{
+  Op *op = data;
+  gboolean gone = error != NULL || reply->type != REDIS_REPLY_ARRAY;
+
+  op->probing = FALSE;
+  if (op->done || op->in_flight || op->retry_source != NULL)
+    {
+      op_unref (op);
+      return;
+    }
+  for (gsize k = 1; !gone && k < reply->elements; k += 2)
+    gone = reply->element[k]->type != REDIS_REPLY_INTEGER || reply->element[k]->integer == 0;
+  if (gone)
+    op_attempt (op);
+  else
+    op_arm_retry (op, MIN (FIRST_WAITER_RETRY_MS,
+                           (op->lease_due - g_get_monotonic_time ()) / 1000 + 1));
+  op_unref (op);
+}
+
 static gboolean
 op_retry_fire (gpointer data)
 {
   Op *op = data;
 
   g_clear_pointer (&op->retry_source, g_source_unref);
+  if (op->watch != NULL && op->watch[0] != NULL && !op->probing &&
+      g_get_monotonic_time () < op->lease_due)
+    {
+      g_autoptr(GPtrArray) argv = g_ptr_array_new ();
+
+      g_ptr_array_add (argv, (char *) "PUBSUB");
+      g_ptr_array_add (argv, (char *) "NUMSUB");
+      for (guint k = 0; op->watch[k] != NULL; k++)
+        g_ptr_array_add (argv, op->watch[k]);
+      op->probing = TRUE;
+      conn_send (&op->client->cmd, (int) argv->len, (const char **) argv->pdata, NULL,
+                 numsub_reply, op_ref (op));
+      return G_SOURCE_REMOVE;
+    }
   op_attempt (op);
   return G_SOURCE_REMOVE;
 }
@@ -1835,9 +1883,18 @@ acquire_reply (PortaRedisClient *client,
         fence = reply->element[1]->integer;
       else
         {
+          GPtrArray *watch = g_ptr_array_new ();
+
           retry_ms = reply->element[1]->integer;
           first = reply->elements > 2 && reply->element[2]->type == REDIS_REPLY_INTEGER &&
                   reply->element[2]->integer == 1;
+          for (gsize k = 3; k < reply->elements; k++)
+            if (reply->element[k]->type == REDIS_REPLY_STRING)
+              g_ptr_array_add (watch, g_strdup (reply->element[k]->str));
+          g_ptr_array_add (watch, NULL);
+          g_strfreev (op->watch);
+          op->watch = (char **) g_ptr_array_free (watch, FALSE);
+          op->lease_due = g_get_monotonic_time () + MAX (retry_ms, 0) * 1000;
         }
     }
 
@@ -1902,9 +1959,13 @@ acquire_reply (PortaRedisClient *client,
   else
     {
       /* Released locks are pushed; what is not pushed is a holder's death
-       * or lease end: the first in line looks again every 100 ms, the
-       * others refresh their place in line every third of a lease. */
+       * or lease end: the first in line looks at its holders' liveness
+       * every 100 ms (op_retry_fire()), the others refresh their place in
+       * line every third of a lease. */
       gint64 delay = first ? FIRST_WAITER_RETRY_MS : op->lease_ms / 3;
+
+      if (!first)
+        g_clear_pointer (&op->watch, g_strfreev);
 
       if (retry_ms >= 0 && retry_ms + 1 < delay)
         delay = retry_ms + 1;

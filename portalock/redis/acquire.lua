@@ -9,9 +9,11 @@
 -- ARGV: token, mode ("x" exclusive, "s" shared), capacity (0: unlimited),
 --       lease ms, liveness channel, enqueue ("1": wait in line), waiter
 --       lease ms, wake-up channel.
--- Returns {1, fence} when granted, else {0, retry_ms, first}: retry_ms is
--- how long until the earliest lease that blocks the caller runs out, and
--- first is 1 when the caller is first in line.
+-- Returns {1, fence} when granted, else {0, retry_ms, first, liveness...}:
+-- retry_ms is how long until the earliest lease that blocks the caller
+-- runs out, first is 1 when the caller is first in line, and the liveness
+-- channels are the holders': while they all have a subscriber and no lease
+-- has run out, the lock stays taken.
 local h, i, q, w, f = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local token, mode = ARGV[1], ARGV[2]
 local cap, lease = tonumber(ARGV[3]), tonumber(ARGV[4])
@@ -75,6 +77,7 @@ end
 
 local freed = false
 local count, excl, earliest = 0, false, nil
+local watch, watched = {}, {}
 local holders = redis.call('ZRANGE', h, 0, -1, 'WITHSCORES')
 for k = 1, #holders, 2 do
   local tok, deadline = holders[k], tonumber(holders[k + 1])
@@ -88,6 +91,10 @@ for k = 1, #holders, 2 do
     count = count + 1
     if m == 'x' then excl = true end
     if earliest == nil or deadline < earliest then earliest = deadline end
+    if not watched[l] then
+      watched[l] = true
+      watch[#watch + 1] = l
+    end
   end
 end
 
@@ -141,4 +148,8 @@ if freed then
 end
 local retry = -1
 if earliest ~= nil then retry = earliest - now end
-return {0, retry, first and 1 or 0}
+local result = {0, retry, first and 1 or 0}
+for _, l in ipairs(watch) do
+  result[#result + 1] = l
+end
+return result
