@@ -947,6 +947,8 @@ run_holder (char **argv)
         }
       g_print ("released\n");
     }
+  g_clear_object (&lock);
+  assert_worker_ends ();
   return 0;
 }
 
@@ -976,6 +978,8 @@ run_counter (char **argv)
           return 1;
         }
     }
+  g_clear_object (&lock);
+  assert_worker_ends ();
   return 0;
 }
 
