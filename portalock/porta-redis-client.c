@@ -260,6 +260,12 @@ post (GMainContext   *context,
   GSource *source = g_idle_source_new ();
   Posted *posted = g_new0 (Posted, 1);
 
+  /* The receiver may run the source, and drop the last other reference to
+   * @context (a sync call's private context), before this thread has let
+   * go of the source: g_source_unref() would then race with the context's
+   * finalization in GLib. Holding @context until then makes this thread
+   * the one that finalizes it, if anyone. */
+  g_main_context_ref (context);
   posted->func = func;
   posted->data = data;
   posted->destroy = destroy;
@@ -269,6 +275,7 @@ post (GMainContext   *context,
   g_source_set_static_name (source, "[portalock] Redis");
   g_source_attach (source, context);
   g_source_unref (source);
+  g_main_context_unref (context);
 }
 
 /* ---------------------------------------------------------------- URIs */
