@@ -86,7 +86,7 @@
  *
  * A lock shared through a Redis server. Its fields are private.
  *
- * Since: 1.0
+ * Since: 1.2
  */
 struct _PortaRedisLock
 {
@@ -325,7 +325,7 @@ porta_redis_lock_class_init (PortaRedisLockClass *klass)
    * it leaves the password out. A malformed URI makes every acquire fail
    * with %G_IO_ERROR_INVALID_ARGUMENT.
    *
-   * Since: 1.0
+   * Since: 1.2
    */
   properties[PROP_URI] =
     g_param_spec_string ("uri", "URI", "The Redis server, without its password when read",
@@ -340,7 +340,7 @@ porta_redis_lock_class_init (PortaRedisLockClass *klass)
    * same name on the same server is the same lock. Non-empty UTF-8 of at
    * most 512 bytes, without “{” or “}”.
    *
-   * Since: 1.0
+   * Since: 1.2
    */
   properties[PROP_NAME] =
     g_param_spec_string ("name", "Name", "The name of the lock on the server",
@@ -353,7 +353,7 @@ porta_redis_lock_class_init (PortaRedisLockClass *klass)
    *
    * Whether the lock is held exclusively or shared.
    *
-   * Since: 1.0
+   * Since: 1.2
    */
   properties[PROP_MODE] =
     g_param_spec_enum ("mode", "Mode", "Exclusive or shared",
@@ -369,7 +369,7 @@ porta_redis_lock_class_init (PortaRedisLockClass *klass)
    * lock with a limit. Exclusive locks ignore it. Give every user of a
    * name the same limit: each waiter is judged by its own.
    *
-   * Since: 1.0
+   * Since: 1.2
    */
   properties[PROP_MAX_HOLDERS] =
     g_param_spec_uint ("max-holders", "Max holders", "Shared holders at most (0: any number)",
@@ -385,7 +385,7 @@ porta_redis_lock_class_init (PortaRedisLockClass *klass)
    * milliseconds; at least 100. The library renews it every third of it
    * while the lock is held. A change applies from the next acquire.
    *
-   * Since: 1.0
+   * Since: 1.2
    */
   properties[PROP_LEASE_MS] =
     g_param_spec_uint ("lease-ms", "Lease", "The lease of a holder, in milliseconds",
@@ -401,7 +401,7 @@ porta_redis_lock_class_init (PortaRedisLockClass *klass)
    * file; %NULL for the system's. It applies to the connections made
    * after it is set: set it before the first acquire.
    *
-   * Since: 1.0
+   * Since: 1.2
    */
   properties[PROP_TLS_DATABASE] =
     g_param_spec_object ("tls-database", "TLS database", "Who may sign the server's certificate",
@@ -415,7 +415,7 @@ porta_redis_lock_class_init (PortaRedisLockClass *klass)
    * than the token of every earlier grant of this name on this server
    * (see the caveats above on restarts and failover).
    *
-   * Since: 1.0
+   * Since: 1.2
    */
   properties[PROP_FENCING_TOKEN] =
     g_param_spec_uint64 ("fencing-token", "Fencing token", "The fencing token of the latest grant",
@@ -438,7 +438,7 @@ porta_redis_lock_class_init (PortaRedisLockClass *klass)
    * emitted in the thread-default main context of the thread that created
    * the lock, which must be running for it to arrive.
    *
-   * Since: 1.0
+   * Since: 1.2
    */
   signals[SIGNAL_LOST] =
     g_signal_new ("lost", G_TYPE_FROM_CLASS (klass), G_SIGNAL_RUN_LAST,
@@ -464,7 +464,7 @@ porta_redis_lock_init (PortaRedisLock *self)
  *
  * Returns: (transfer full): a new #PortaRedisLock, not held
  *
- * Since: 1.0
+ * Since: 1.2
  */
 PortaRedisLock *
 porta_redis_lock_new (const char    *uri,
@@ -489,7 +489,7 @@ porta_redis_lock_new (const char    *uri,
  *
  * Returns: (transfer full): a new #PortaRedisLock, not held
  *
- * Since: 1.0
+ * Since: 1.2
  */
 PortaRedisLock *
 porta_redis_lock_new_counting (const char *uri,
@@ -512,7 +512,7 @@ porta_redis_lock_new_counting (const char *uri,
  *
  * Returns: the URI of #PortaRedisLock:uri
  *
- * Since: 1.0
+ * Since: 1.2
  */
 const char *
 porta_redis_lock_get_uri (PortaRedisLock *self)
@@ -530,7 +530,7 @@ porta_redis_lock_get_uri (PortaRedisLock *self)
  *
  * Returns: the #PortaRedisLock:name
  *
- * Since: 1.0
+ * Since: 1.2
  */
 const char *
 porta_redis_lock_get_name (PortaRedisLock *self)
@@ -548,7 +548,7 @@ porta_redis_lock_get_name (PortaRedisLock *self)
  *
  * Returns: the #PortaRedisLock:mode
  *
- * Since: 1.0
+ * Since: 1.2
  */
 PortaLockMode
 porta_redis_lock_get_mode (PortaRedisLock *self)
@@ -566,7 +566,7 @@ porta_redis_lock_get_mode (PortaRedisLock *self)
  *
  * Returns: the #PortaRedisLock:max-holders, 0 for any number
  *
- * Since: 1.0
+ * Since: 1.2
  */
 guint
 porta_redis_lock_get_max_holders (PortaRedisLock *self)
@@ -584,7 +584,7 @@ porta_redis_lock_get_max_holders (PortaRedisLock *self)
  *
  * Returns: the #PortaRedisLock:lease-ms
  *
- * Since: 1.0
+ * Since: 1.2
  */
 guint
 porta_redis_lock_get_lease_ms (PortaRedisLock *self)
@@ -601,7 +601,7 @@ porta_redis_lock_get_lease_ms (PortaRedisLock *self)
  *
  * Sets #PortaRedisLock:lease-ms, for the next acquire.
  *
- * Since: 1.0
+ * Since: 1.2
  */
 void
 porta_redis_lock_set_lease_ms (PortaRedisLock *self,
@@ -624,7 +624,7 @@ porta_redis_lock_set_lease_ms (PortaRedisLock *self,
  *
  * Returns: (transfer none) (nullable): the #PortaRedisLock:tls-database
  *
- * Since: 1.0
+ * Since: 1.2
  */
 GTlsDatabase *
 porta_redis_lock_get_tls_database (PortaRedisLock *self)
@@ -642,7 +642,7 @@ porta_redis_lock_get_tls_database (PortaRedisLock *self)
  *
  * Sets #PortaRedisLock:tls-database. Set it before the first acquire.
  *
- * Since: 1.0
+ * Since: 1.2
  */
 void
 porta_redis_lock_set_tls_database (PortaRedisLock *self,
@@ -664,7 +664,7 @@ porta_redis_lock_set_tls_database (PortaRedisLock *self,
  *
  * Returns: %TRUE if the lock is held
  *
- * Since: 1.0
+ * Since: 1.2
  */
 gboolean
 porta_redis_lock_get_held (PortaRedisLock *self)
@@ -684,7 +684,7 @@ porta_redis_lock_get_held (PortaRedisLock *self)
  *
  * Returns: the #PortaRedisLock:fencing-token, 0 before the first grant
  *
- * Since: 1.0
+ * Since: 1.2
  */
 guint64
 porta_redis_lock_get_fencing_token (PortaRedisLock *self)
@@ -733,9 +733,10 @@ porta_redis_lock_set_acquire_error (PortaRedisLock  *self,
                  _("The Redis lock %s is taken"), self->display);
   else if (g_error_matches (cause, G_IO_ERROR, G_IO_ERROR_TIMED_OUT))
     porta_set_wait_error (error, ETIMEDOUT, timeout_ms, _("another client of the server"),
-                          display, NULL, NULL);
+                          PORTA_HOLDER_NOT_TOLD, display, NULL, NULL);
   else if (g_error_matches (cause, G_IO_ERROR, G_IO_ERROR_CANCELLED))
-    porta_set_wait_error (error, ECANCELED, timeout_ms, NULL, display, NULL, NULL);
+    porta_set_wait_error (error, ECANCELED, timeout_ms, NULL, PORTA_HOLDER_NOT_TOLD, display,
+                          NULL, NULL);
   else
     {
       g_propagate_prefixed_error (error, g_steal_pointer (&cause),
@@ -785,7 +786,7 @@ porta_redis_lock_acquire_done (GObject      *source,
  * Finish with porta_redis_lock_acquire_finish(), which reports the errors
  * of porta_redis_lock_acquire().
  *
- * Since: 1.0
+ * Since: 1.2
  */
 void
 porta_redis_lock_acquire_async (PortaRedisLock      *self,
@@ -844,7 +845,7 @@ porta_redis_lock_acquire_async (PortaRedisLock      *self,
  *
  * Returns: %TRUE if the lock is now held
  *
- * Since: 1.0
+ * Since: 1.2
  */
 gboolean
 porta_redis_lock_acquire_finish (PortaRedisLock  *self,
@@ -895,7 +896,7 @@ store_result (GObject      *source,
  *
  * Returns: %TRUE if the lock is now held
  *
- * Since: 1.0
+ * Since: 1.2
  */
 gboolean
 porta_redis_lock_acquire (PortaRedisLock  *self,
@@ -933,7 +934,7 @@ porta_redis_lock_acquire (PortaRedisLock  *self,
  *
  * Returns: %TRUE if the lock is now held
  *
- * Since: 1.0
+ * Since: 1.2
  */
 gboolean
 porta_redis_lock_try_acquire (PortaRedisLock  *self,
@@ -957,7 +958,7 @@ porta_redis_lock_try_acquire (PortaRedisLock  *self,
  *
  * Returns: %TRUE on success
  *
- * Since: 1.0
+ * Since: 1.2
  */
 gboolean
 porta_redis_lock_release (PortaRedisLock  *self,
