@@ -809,6 +809,10 @@ conn_connected (GObject      *source,
     }
 
   link->stream = G_IO_STREAM (connection);
+  /* The connect timeout must not stay on as an I/O timeout: a subscriber
+   * connection is silent for as long as nothing is published (a lock held
+   * for minutes), and commands have deadlines of their own. */
+  g_socket_set_timeout (g_socket_connection_get_socket (connection), 0);
   link->reader = redisReaderCreate ();
   if (!G_IS_POLLABLE_INPUT_STREAM (g_io_stream_get_input_stream (link->stream)) ||
       !g_pollable_input_stream_can_poll (G_POLLABLE_INPUT_STREAM (g_io_stream_get_input_stream (link->stream))))
