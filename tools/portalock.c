@@ -51,6 +51,8 @@
 # define EX_UNAVAILABLE 69
 # define EX_OSERR       71
 # define EX_CANTCREAT   73
+# define EX_TEMPFAIL    75
+# define EX_NOPERM      77
 #endif
 
 #include <portalock/portalock.h>
@@ -77,6 +79,10 @@ typedef struct
   gboolean       follow_symlinks;
   gboolean       status;
   const char    *shell_command;  /* -c before the file */
+  const char    *redis_uri;      /* --redis: FILE is a lock name there */
+  const char    *redis_ca;       /* --redis-ca: CA certificates for rediss:// */
+  guint          max_holders;    /* --max-holders: a counting Redis lock */
+  guint          lease_ms;       /* --lease: a Redis lock's lease, 0 for the default */
 } Options;
 
 /* What the command inherits from portalock's own start, as it would from
@@ -197,6 +203,7 @@ struct _Tool
   int            die_signal;     /* the signal to end portalock with */
   guint          forwarded;      /* bit N: signal N was forwarded */
   gboolean       acquired;
+  gboolean       lost;           /* a Redis lock was lost while held */
   GError        *error;
 };
 
@@ -379,6 +386,13 @@ print_help (void)
   print_option ("--follow-symlinks",
                 _("Lock the file a symbolic link points to, instead of refusing the link"));
   print_option ("--status", _("Tell whether FILE is locked and by whom, and exit"));
+  print_option ("--redis URI", _("Take the lock NAME on a Redis server instead of a file lock"));
+  print_option ("--max-holders N",
+                _("With --redis, let at most N holders in at once (a counting lock)"));
+  print_option ("--lease SECONDS",
+                _("With --redis, how long a holder that stops answering keeps the lock"));
+  print_option ("--redis-ca FILE",
+                _("With --redis, trust the TLS certificates in FILE for rediss://"));
   print_option ("--verbose",
                 _("Tell on standard error when waiting, for how long, and who holds the lock"));
   print_option ("-h, --help", _("Show this help and exit"));
@@ -402,6 +416,10 @@ enum
   OPTION_FOLLOW_SYMLINKS,
   OPTION_STATUS,
   OPTION_VERBOSE,
+  OPTION_REDIS,
+  OPTION_REDIS_CA,
+  OPTION_MAX_HOLDERS,
+  OPTION_LEASE,
 };
 
 /* flock(1)'s parsing: getopt_long, so options may be grouped (-nE5), take
@@ -432,6 +450,10 @@ parse_options (int       argc,
     { "follow-symlinks", no_argument, NULL, OPTION_FOLLOW_SYMLINKS },
     { "status", no_argument, NULL, OPTION_STATUS },
     { "verbose", no_argument, NULL, OPTION_VERBOSE },
+    { "redis", required_argument, NULL, OPTION_REDIS },
+    { "redis-ca", required_argument, NULL, OPTION_REDIS_CA },
+    { "max-holders", required_argument, NULL, OPTION_MAX_HOLDERS },
+    { "lease", required_argument, NULL, OPTION_LEASE },
     { "help", no_argument, NULL, 'h' },
     { "version", no_argument, NULL, 'V' },
     { NULL, 0, NULL, 0 },
@@ -491,6 +513,44 @@ parse_options (int       argc,
         case OPTION_STATUS:
           opts->status = TRUE;
           break;
+        case OPTION_REDIS:
+          opts->redis_uri = optarg;
+          break;
+        case OPTION_REDIS_CA:
+          opts->redis_ca = optarg;
+          break;
+        case OPTION_MAX_HOLDERS:
+          {
+            gint64 n;
+
+            if (!parse_int (optarg, &n) || n < 1)
+              {
+                g_autofree char *message =
+                  g_strdup_printf (_("Invalid number of holders “%s”: give a whole number "
+                                     "from 1 on"), optarg);
+
+                return usage_error (message);
+              }
+            opts->max_holders = (guint) n;
+          }
+          break;
+        case OPTION_LEASE:
+          {
+            char *end = NULL;
+            double seconds = g_ascii_strtod (optarg, &end);
+
+            /* !(seconds >= 0.1) also refuses NaN */
+            if (end == optarg || *end != '\0' || !(seconds >= 0.1) || seconds > 86400.0)
+              {
+                g_autofree char *message =
+                  g_strdup_printf (_("Invalid lease “%s”: give a number of seconds from "
+                                     "0.1 to 86400"), optarg);
+
+                return usage_error (message);
+              }
+            opts->lease_ms = (guint) (seconds * 1000.0 + 0.5);
+          }
+          break;
         case OPTION_VERBOSE:
           opts->verbose = TRUE;
           break;
@@ -505,6 +565,12 @@ parse_options (int       argc,
           return usage_error (NULL);
         }
     }
+  if (opts->redis_uri == NULL &&
+      (opts->max_holders > 0 || opts->redis_ca != NULL || opts->lease_ms > 0))
+    return usage_error (_("--max-holders, --lease and --redis-ca go with --redis"));
+  if (opts->redis_uri != NULL && (opts->unlock || opts->no_fork || opts->status))
+    return usage_error (_("--redis takes a lock name and a command: -u, -F and --status "
+                          "are for file locks"));
   if (opts->no_fork && opts->close)
     return usage_error (_("The --no-fork and --close options are incompatible: "
                           "nothing would be left to hold the lock"));
@@ -685,6 +751,73 @@ lock_file_replaced (Tool *tool)
 
 #endif /* G_OS_UNIX */
 
+#if defined (PORTA_HAS_REDIS_LOCK) && PORTA_HAS_REDIS_LOCK
+/* The lock is gone (its lease ran out, the server went away): the command
+ * no longer runs under it, so it is told to stop. */
+static void
+on_redis_lock_lost (PortaRedisLock *lock,
+                    const GError   *error,
+                    gpointer        user_data)
+{
+  Tool *tool = user_data;
+
+  say (error->message);
+  tool->lost = TRUE;
+  if (tool->child != NULL)
+    g_subprocess_send_signal (tool->child, SIGTERM);
+}
+#endif
+
+/* --redis: the lock is a #PortaRedisLock named by FILE; it connects when
+ * it is first tried. */
+static gboolean
+open_redis_lock (Tool    *tool,
+                 int     *exit_status,
+                 GError **error)
+{
+#if defined (PORTA_HAS_REDIS_LOCK) && PORTA_HAS_REDIS_LOCK
+  const Options *opts = tool->opts;
+  g_autoptr(PortaRedisLock) lock = NULL;
+
+  if (opts->max_holders > 0)
+    lock = porta_redis_lock_new_counting (opts->redis_uri, tool->path, opts->max_holders);
+  else
+    lock = porta_redis_lock_new (opts->redis_uri, tool->path, opts->mode);
+  if (opts->lease_ms > 0)
+    porta_redis_lock_set_lease_ms (lock, opts->lease_ms);
+  if (opts->redis_ca != NULL)
+    {
+      g_autoptr(GTlsDatabase) database = g_tls_file_database_new (opts->redis_ca, error);
+
+      if (database == NULL)
+        {
+          *exit_status = EX_NOINPUT;
+          return FALSE;
+        }
+      porta_redis_lock_set_tls_database (lock, database);
+    }
+  g_signal_connect (lock, "lost", G_CALLBACK (on_redis_lock_lost), tool);
+  tool->lockable = PORTA_LOCKABLE (g_steal_pointer (&lock));
+  return TRUE;
+#else
+  g_set_error (error, G_IO_ERROR, G_IO_ERROR_NOT_SUPPORTED,
+               _("This portalock was built without Redis locks"));
+  *exit_status = EX_UNAVAILABLE;
+  return FALSE;
+#endif
+}
+
+/* Opens the lock to take: the lock file, or a Redis lock. */
+static gboolean
+open_lock (Tool    *tool,
+           int     *exit_status,
+           GError **error)
+{
+  if (tool->opts->redis_uri != NULL)
+    return open_redis_lock (tool, exit_status, error);
+  return open_lock_file (tool, exit_status, error);
+}
+
 /* Lets the lock go: a lockable is released; a descriptor opened here is
  * closed, not unlocked, so that the lock stays with any process that
  * inherited it. */
@@ -693,6 +826,8 @@ close_lock_file (Tool *tool)
 {
   g_autoptr(GError) error = NULL;
 
+  if (tool->lockable != NULL)
+    g_signal_handlers_disconnect_by_data (tool->lockable, tool);
   if (tool->lockable != NULL && porta_lockable_get_held (tool->lockable) &&
       !porta_lockable_release (tool->lockable, &error))
     say (error->message);
@@ -997,6 +1132,24 @@ time_left_ms (const Options *opts,
   return (int) CLAMP (left, 0, G_MAXINT);
 }
 
+/* What a failed Redis lock exits with: a server out of reach or refusing
+ * is unavailable, a refused password is a permission, a malformed URI or
+ * name is a usage error. */
+static int
+redis_exit_code (const GError *error)
+{
+  if (g_error_matches (error, G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT))
+    return EX_USAGE;
+  if (g_error_matches (error, G_IO_ERROR, G_IO_ERROR_PERMISSION_DENIED))
+    return EX_NOPERM;
+  if (g_error_matches (error, G_IO_ERROR, G_IO_ERROR_NOT_FOUND))
+    return EX_NOINPUT;
+  if (error->domain == G_IO_ERROR || error->domain == G_RESOLVER_ERROR ||
+      error->domain == G_TLS_ERROR)
+    return EX_UNAVAILABLE;
+  return EX_OSERR;
+}
+
 /* Fails with the lock not taken and *exit_status set: whether the lock was
  * taken is never inferred from an exit status, which -E may make 0. */
 static gboolean
@@ -1025,8 +1178,10 @@ report_failure (Tool         *tool,
   if (!conflict || tool->opts->verbose)
     say (error->message);
   *exit_status = exit_code_for_error (error, tool->opts->conflict_exit);
+  if (tool->opts->redis_uri != NULL && !conflict)
+    *exit_status = redis_exit_code (error);
   /* A descriptor that cannot be locked: flock(1)'s EX_DATAERR. */
-  if (tool->path == NULL && !conflict &&
+  else if (tool->path == NULL && !conflict &&
       !g_error_matches (error, G_IO_ERROR, G_IO_ERROR_NOT_SUPPORTED))
     *exit_status = EX_DATAERR;
   return FALSE;
@@ -1073,7 +1228,7 @@ acquire_lock (Tool *tool,
       int timeout_ms;
 
       if (tool->path != NULL && !lock_is_open (tool) &&
-          !open_lock_file (tool, exit_status, &error))
+          !open_lock (tool, exit_status, &error))
         {
           say (error->message);
           return FALSE;
@@ -1190,6 +1345,18 @@ run_command (Tool                *tool,
   if (argv[0][0] == '\0')
     return cannot_run (argv[0], ENOENT);
   launcher = g_subprocess_launcher_new (G_SUBPROCESS_FLAGS_STDIN_INHERIT);
+#if defined (PORTA_HAS_REDIS_LOCK) && PORTA_HAS_REDIS_LOCK
+  /* The grant's fencing token, for the command to hand to the resource
+   * it protects, which refuses tokens older than the newest it saw. */
+  if (PORTA_IS_REDIS_LOCK (tool->lockable))
+    {
+      g_autofree char *token =
+        g_strdup_printf ("%" G_GUINT64_FORMAT,
+                         porta_redis_lock_get_fencing_token (PORTA_REDIS_LOCK (tool->lockable)));
+
+      g_subprocess_launcher_setenv (launcher, "PORTALOCK_FENCING_TOKEN", token, TRUE);
+    }
+#endif
 #ifdef G_OS_UNIX
   tool->inheritance->lock_fd = command_inherits_lock (tool) ? tool->fd : -1;
   g_subprocess_launcher_set_child_setup (launcher, restore_inheritance,
@@ -1217,6 +1384,13 @@ run_command (Tool                *tool,
   if (g_subprocess_get_if_signaled (tool->child) &&
       (tool->forwarded & (1u << g_subprocess_get_term_sig (tool->child))))
     tool->die_signal = g_subprocess_get_term_sig (tool->child);
+  /* The command ran without the lock for a while: whatever it says, its
+   * work was not all protected. */
+  if (tool->lost)
+    {
+      say (_("The command was stopped: it no longer held the lock"));
+      status = EX_TEMPFAIL;
+    }
   g_clear_object (&tool->child);
   return status;
 }
@@ -1322,7 +1496,7 @@ run_locked (const Options       *opts,
   tool.opts = opts;
   tool.path = path;
   tool.display = g_filename_display_name (path);
-  ready = open_lock_file (&tool, &status, &error);
+  ready = open_lock (&tool, &status, &error);
   tool_init (&tool, opts, inheritance);
 
   /* flock(1) -u with a file unlocks a descriptor that holds nothing, and
@@ -1555,6 +1729,8 @@ main (int    argc,
         return usage_error (_("No command given"));
       command = (const char * const *) &args[command_at];
     }
+  else if (opts.redis_uri != NULL)
+    return usage_error (_("--redis takes a lock name and a command"));
   else
     return run_descriptor (&opts, args[0], &inheritance);
 
