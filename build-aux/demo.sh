@@ -48,3 +48,28 @@ wait "$job"
   echo "job 4: a section of the shell under the lock (the 9> form of flock(1))"
   "$tool" -n "$lockfile" true || echo "job 4: meanwhile another job is refused (exit $?)"
 ) 9>"$lockfile"
+
+# The same across machines: a lock on a Redis server (a private one here,
+# on a Unix socket in the demo's folder), as a distributed cron job takes
+# it. Only when this build has the Redis lock (hiredis was found).
+if grep -q 'define PORTA_HAS_REDIS_LOCK 1' _build/portalock/porta-features.h 2>/dev/null &&
+   command -v redis-server >/dev/null && command -v redis-cli >/dev/null; then
+  sock=$dir/redis.sock
+  redis-server --port 0 --unixsocket "$sock" --unixsocketperm 700 --dir "$dir" \
+    --save '' --appendonly no >/dev/null &
+  server=$!
+  trap 'redis-cli -s "$sock" shutdown nosave >/dev/null 2>&1 || kill "$server" 2>/dev/null; wait "$server" 2>/dev/null; rm -rf "$dir"' EXIT
+  for _ in $(seq 250); do
+    [[ $(redis-cli -s "$sock" ping 2>/dev/null) == PONG ]] && break
+    sleep 0.02
+  done
+  echo
+  echo "==> $tool --redis=unix://$sock (a lock on a private redis-server)"
+  "$tool" --redis="unix://$sock" nightly -c 'echo "job A: holds the Redis lock, fencing token $PORTALOCK_FENCING_TOKEN"; sleep 1; echo "job A: done"' &
+  job=$!
+  sleep 0.3
+  "$tool" --redis="unix://$sock" -n nightly echo "job B: never runs" || echo "job B: refused at once with -n (exit $?)"
+  "$tool" --redis="unix://$sock" --verbose -w 5 nightly \
+    -c 'echo "job C: got it when job A let go, fencing token $PORTALOCK_FENCING_TOKEN"'
+  wait "$job"
+fi
