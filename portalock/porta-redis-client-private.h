@@ -48,6 +48,8 @@ typedef struct
   PortaRedisLostFunc lost_func;
   gpointer           lost_data;
   GDestroyNotify     lost_destroy;
+  /* Non-NULL: also take Python portalocker's RedisLock on this channel. */
+  const char        *portalocker_channel;
 } PortaRedisRequest;
 
 /* The callback runs in the caller's thread-default main context. Errors:

@@ -98,6 +98,13 @@ struct _Conn
   gboolean          ready;     /* connected: commands go straight out */
   GQueue            pending;   /* Cmd sent, waiting for their replies */
   GQueue            queued;    /* Cmd waiting for the connection */
+
+  /* Set on a connection that takes Python portalocker's lock for one
+   * hold: subscribed to the channel portalocker watches, under the client
+   * name it looks for (see "Python portalocker's lock" below). */
+  char             *channel;
+  Op               *op;        /* the wait that opened it, or */
+  PortaRedisHold   *hold;      /* the hold that keeps it */
 };
 
 typedef struct
@@ -156,6 +163,8 @@ struct _PortaRedisHold
   gboolean           active;
   gboolean           renewing;
   GSource           *renew_source;
+  Conn              *portalocker;  /* holds portalocker's lock too */
+  Op                *pending_op;   /* granted, still taking portalocker's */
 };
 
 struct _Op
@@ -194,6 +203,12 @@ struct _Op
   gboolean           in_flight;
   gboolean           again;
   gboolean           done;
+
+  /* Python portalocker's lock, taken once the grant is in. */
+  char              *portalocker_channel;
+  PortaRedisHold    *grant;
+  Conn              *portalocker;
+  GSource           *portalocker_source;
 };
 
 static GMutex        registry_mutex;
@@ -213,6 +228,24 @@ static void op_attempt          (Op *op);
 static void hold_lost           (PortaRedisHold *hold, const GError *error);
 static PortaRedisHold *hold_ref (PortaRedisHold *hold);
 static void hold_unref          (PortaRedisHold *hold);
+static void portalocker_message (Conn *conn, redisReply *reply);
+static void portalocker_dropped (Conn *conn, const GError *error);
+static void portalocker_close   (Conn *conn);
+static void portalocker_look    (Op *op);
+static void portalocker_counted (PortaRedisClient *client, redisReply *reply,
+                                 const GError *error, gpointer data);
+
+/* Redis takes client names of printable ASCII without spaces only; with
+ * another channel portalocker itself fails (its CLIENT SETNAME does), and
+ * the holder goes unnamed. */
+static gboolean
+portalocker_can_name (const char *channel)
+{
+  for (const char *p = channel; *p != '\0'; p++)
+    if ((guchar) *p <= ' ' || (guchar) *p > '~')
+      return FALSE;
+  return TRUE;
+}
 
 /* Runs @func in @context's thread. Never g_main_context_invoke(): it runs
  * the function at once in the calling thread whenever nobody owns
@@ -601,6 +634,13 @@ conn_dispatch (Conn       *conn,
 
   if (conn->subscriber && reply->type == REDIS_REPLY_ARRAY && reply->elements == 3 &&
       reply->element[0]->type == REDIS_REPLY_STRING &&
+      strcmp (reply->element[0]->str, "message") == 0 && conn->channel != NULL)
+    {
+      portalocker_message (conn, reply);
+      return;
+    }
+  if (conn->subscriber && reply->type == REDIS_REPLY_ARRAY && reply->elements == 3 &&
+      reply->element[0]->type == REDIS_REPLY_STRING &&
       strcmp (reply->element[0]->str, "message") == 0)
     {
       Channel *channel = g_hash_table_lookup (conn->client->channels,
@@ -843,6 +883,15 @@ conn_connected (GObject      *source,
           conn_put (conn, cmd_new (2, argv, NULL, handshake_reply, conn));
         }
     }
+  if (conn->channel != NULL && portalocker_can_name (conn->channel))
+    {
+      /* The name portalocker's waiters look for when they decide a holder
+       * that does not answer their ping is gone. */
+      g_autofree char *name = g_strconcat (conn->channel, "-lock", NULL);
+      const char *argv[3] = { "CLIENT", "SETNAME", name };
+
+      conn_put (conn, cmd_new (3, argv, NULL, handshake_reply, conn));
+    }
   if (!conn->subscriber && client->db != 0)
     {
       g_autofree char *db = g_strdup_printf ("%u", client->db);
@@ -850,7 +899,7 @@ conn_connected (GObject      *source,
 
       conn_put (conn, cmd_new (2, argv, NULL, handshake_reply, conn));
     }
-  if (conn->subscriber)
+  if (conn->subscriber && conn->channel == NULL)
     {
       const char *argv[2] = { "SUBSCRIBE", client->liveness };
 
@@ -899,7 +948,7 @@ conn_connect (Conn *conn)
   conn->link = link;
   conn->ready = FALSE;
 
-  if (conn->subscriber)
+  if (conn->subscriber && conn->channel == NULL)
     {
       g_autofree char *uuid = g_uuid_string_random ();
 
@@ -957,6 +1006,7 @@ static void
 conn_drop (Conn         *conn,
            const GError *error)
 {
+  PortaRedisClient *client = conn->client;
   Link *link = conn->link;
   GQueue pending = conn->pending;
   GQueue queued = conn->queued;
@@ -973,14 +1023,16 @@ conn_drop (Conn         *conn,
     g_source_destroy (link->read_source);
   link_unref (link);
 
-  if (conn->subscriber)
-    client_subscriber_dropped (conn->client, error);
+  if (conn->subscriber && conn->channel == NULL)
+    client_subscriber_dropped (client, error);
+  else if (conn->channel != NULL)
+    portalocker_dropped (conn, error);
 
   for (GList *l = pending.head; l != NULL; l = l->next)
     {
       Cmd *cmd = l->data;
 
-      cmd->func (conn->client, NULL, error, cmd->data);
+      cmd->func (client, NULL, error, cmd->data);
       cmd_free (cmd);
     }
   g_list_free (pending.head);
@@ -988,7 +1040,7 @@ conn_drop (Conn         *conn,
     {
       Cmd *cmd = l->data;
 
-      cmd->func (conn->client, NULL, error, cmd->data);
+      cmd->func (client, NULL, error, cmd->data);
       cmd_free (cmd);
     }
   g_list_free (queued.head);
@@ -1431,6 +1483,8 @@ hold_stop (PortaRedisHold *hold)
       g_source_destroy (hold->renew_source);
       g_clear_pointer (&hold->renew_source, g_source_unref);
     }
+  if (hold->portalocker != NULL)
+    portalocker_close (g_steal_pointer (&hold->portalocker));
   if (g_list_find (client->holds, hold) != NULL)
     {
       client->holds = g_list_remove (client->holds, hold);
@@ -1471,6 +1525,16 @@ hold_lost (PortaRedisHold *hold,
 
   if (!hold->active)
     return;
+  if (hold->pending_op != NULL)
+    {
+      /* Lost while it was still taking portalocker's lock: the wait fails. */
+      Op *op = g_steal_pointer (&hold->pending_op);
+
+      hold_stop (hold);
+      if (!op->done)
+        op_finish (op, NULL, g_error_copy (error));
+      return;
+    }
   call = g_new0 (LostCall, 1);
   call->hold = hold_ref (hold);
   call->error = g_error_copy (error);
@@ -1543,17 +1607,24 @@ hold_new (Op      *op,
   hold->wake = g_strdup (op->wake);
   hold->lease_ms = op->lease_ms;
   hold->fence = fence;
-  hold->lost_context = g_steal_pointer (&op->lost_context);
-  hold->lost_func = op->lost_func;
-  hold->lost_data = op->lost_data;
-  hold->lost_destroy = op->lost_destroy;
-  op->lost_destroy = NULL;
   hold->active = TRUE;
   op->client->holds = g_list_prepend (op->client->holds, hold);
   hold->renew_source = g_timeout_source_new (MAX (hold->lease_ms / 3, 1));
   g_source_set_callback (hold->renew_source, renew_tick, hold, NULL);
   g_source_attach (hold->renew_source, op->client->context);
   return hold;
+}
+
+/* From now on a loss of @hold is told to whoever waited for it. */
+static void
+hold_take_lost (PortaRedisHold *hold,
+                Op             *op)
+{
+  hold->lost_context = g_steal_pointer (&op->lost_context);
+  hold->lost_func = op->lost_func;
+  hold->lost_data = op->lost_data;
+  hold->lost_destroy = op->lost_destroy;
+  op->lost_destroy = NULL;
 }
 
 /* ---------------------------------------------------------- release */
@@ -1565,6 +1636,7 @@ typedef struct
   GMainContext   *context;
   gboolean        result;
   GError         *error;
+  Conn           *portalocker;
 } ReleaseCall;
 
 static gboolean
@@ -1620,6 +1692,21 @@ release_reply (PortaRedisClient *client,
   release_done (call);
 }
 
+static void
+release_unsubscribed (PortaRedisClient *client,
+                      redisReply       *reply,
+                      const GError     *error,
+                      gpointer          data)
+{
+  ReleaseCall *call = data;
+  PortaRedisHold *hold = call->hold;
+
+  /* Whatever the answer, closing the connection ends the subscription. */
+  portalocker_close (g_steal_pointer (&call->portalocker));
+  script_run (client, SCRIPT_RELEASE, hold->keys, 4, release_reply, call,
+              hold->token, hold->wake, NULL);
+}
+
 static gboolean
 release_in_worker (gpointer data)
 {
@@ -1633,7 +1720,18 @@ release_in_worker (gpointer data)
       release_done (call);
       return G_SOURCE_REMOVE;
     }
+  call->portalocker = g_steal_pointer (&hold->portalocker);
   hold_stop (hold);
+  if (call->portalocker != NULL)
+    {
+      /* portalocker's lock goes first, so that the next holder, woken by
+       * the release, finds its channel free. */
+      const char *argv[2] = { "UNSUBSCRIBE", call->portalocker->channel };
+
+      call->portalocker->hold = NULL;
+      conn_send (call->portalocker, 2, argv, NULL, release_unsubscribed, call);
+      return G_SOURCE_REMOVE;
+    }
   script_run (hold->client, SCRIPT_RELEASE, hold->keys, 4, release_reply, call,
               hold->token, hold->wake, NULL);
   return G_SOURCE_REMOVE;
@@ -1692,6 +1790,7 @@ op_unref (Op *op)
     g_free (op->keys[k]);
   g_free (op->wake);
   g_strfreev (op->watch);
+  g_free (op->portalocker_channel);
   porta_redis_client_unref (op->client);
   g_free (op);
 }
@@ -1782,6 +1881,24 @@ op_finish (Op             *op,
       op->cancel_id = 0;
     }
   op_unsubscribe (op);
+  if (op->portalocker_source != NULL)
+    {
+      g_source_destroy (op->portalocker_source);
+      g_clear_pointer (&op->portalocker_source, g_source_unref);
+    }
+  if (op->portalocker != NULL)
+    portalocker_close (g_steal_pointer (&op->portalocker));
+  if (op->grant != NULL)
+    {
+      /* Granted here but not portalocker's lock: give the grant back. */
+      PortaRedisHold *grant = g_steal_pointer (&op->grant);
+
+      grant->pending_op = NULL;
+      if (grant->active)
+        porta_redis_hold_release_async (grant, NULL, NULL);
+      else
+        hold_unref (grant);
+    }
   /* Leave the line now unless an ACQUIRE is on its way: its reply does. */
   if (hold == NULL && op->enqueued && !op->in_flight)
     script_run (client, SCRIPT_WITHDRAW, op->keys, 4, withdraw_reply, op_ref (op),
@@ -1944,7 +2061,22 @@ acquire_reply (PortaRedisClient *client,
     }
   if (granted)
     {
-      op_finish (op, hold_new (op, (guint64) fence), NULL);
+      PortaRedisHold *hold = hold_new (op, (guint64) fence);
+
+      op->enqueued = FALSE;   /* the script took it out of the line */
+      if (op->portalocker_channel != NULL)
+        {
+          /* Then portalocker's lock, with the grant kept meanwhile. */
+          op->grant = hold;
+          hold->pending_op = op;
+          op_unsubscribe (op);
+          portalocker_look (op);
+        }
+      else
+        {
+          hold_take_lost (hold, op);
+          op_finish (op, hold, NULL);
+        }
       op_unref (op);
       return;
     }
@@ -1983,6 +2115,357 @@ acquire_reply (PortaRedisClient *client,
       op_arm_retry (op, delay);
     }
   op_unref (op);
+}
+
+/* ------------------------------------------ Python portalocker's lock */
+
+/* portalocker's RedisLock holds channel N while it has a subscriber there,
+ * under the client name "N-lock", and it takes the lock only when
+ * PUBSUB NUMSUB N is 0 before and 1 after it subscribes. A waiter pings a
+ * holder with a JSON message naming a response channel, and kills the
+ * connection of one that does not answer within a second. A lock with
+ * that protocol first wins its own grant (so that portalock processes
+ * queue among themselves, pushed not polled), then takes the channel the
+ * same way on a connection of its own, and answers the pings. Waiting on
+ * a portalocker holder can only poll, as portalocker itself does. */
+
+#define PORTALOCKER_POLL_MS 50
+
+/* The string member @member of the JSON object @json, or NULL. Enough of
+ * JSON for portalocker's pings: string members with every escape; other
+ * scalar members skipped. */
+static char *
+json_string_member (const char *json,
+                    const char *member)
+{
+  const char *p = json;
+  g_autoptr(GString) key = g_string_new (NULL);
+  g_autoptr(GString) value = g_string_new (NULL);
+
+#define SKIP_SPACE() while (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r') p++
+  SKIP_SPACE ();
+  if (*p++ != '{')
+    return NULL;
+  for (;;)
+    {
+      GString *out = key;
+
+      SKIP_SPACE ();
+      if (*p != '"')
+        return NULL;
+      for (int part = 0; part < 2; part++)
+        {
+          g_string_truncate (out, 0);
+          p++;
+          while (*p != '"')
+            {
+              gunichar c;
+
+              if (*p == '\0' || (guchar) *p < 0x20)
+                return NULL;
+              if (*p != '\\')
+                {
+                  g_string_append_c (out, *p++);
+                  continue;
+                }
+              p++;
+              switch (*p++)
+                {
+                case '"': g_string_append_c (out, '"'); continue;
+                case '\\': g_string_append_c (out, '\\'); continue;
+                case '/': g_string_append_c (out, '/'); continue;
+                case 'b': g_string_append_c (out, '\b'); continue;
+                case 'f': g_string_append_c (out, '\f'); continue;
+                case 'n': g_string_append_c (out, '\n'); continue;
+                case 'r': g_string_append_c (out, '\r'); continue;
+                case 't': g_string_append_c (out, '\t'); continue;
+                case 'u': break;
+                default: return NULL;
+                }
+              c = 0;
+              for (int k = 0; k < 4; k++, p++)
+                {
+                  if (!g_ascii_isxdigit (*p))
+                    return NULL;
+                  c = c * 16 + (gunichar) g_ascii_xdigit_value (*p);
+                }
+              if (c >= 0xD800 && c < 0xDC00 && p[0] == '\\' && p[1] == 'u')
+                {
+                  gunichar low = 0;
+
+                  for (int k = 2; k < 6; k++)
+                    {
+                      if (!g_ascii_isxdigit (p[k]))
+                        return NULL;
+                      low = low * 16 + (gunichar) g_ascii_xdigit_value (p[k]);
+                    }
+                  if (low < 0xDC00 || low >= 0xE000)
+                    return NULL;
+                  c = 0x10000 + ((c - 0xD800) << 10) + (low - 0xDC00);
+                  p += 6;
+                }
+              if (!g_unichar_validate (c) || c == 0)
+                return NULL;
+              g_string_append_unichar (out, c);
+            }
+          p++;
+          if (part == 1)
+            break;
+          SKIP_SPACE ();
+          if (*p++ != ':')
+            return NULL;
+          SKIP_SPACE ();
+          if (*p != '"')
+            {
+              /* A number, true, false or null: not what is looked for. */
+              while (*p != '\0' && *p != ',' && *p != '}' && *p != '{' && *p != '[')
+                p++;
+              if (*p != ',' && *p != '}')
+                return NULL;
+              g_string_truncate (value, 0);
+              break;
+            }
+          out = value;
+        }
+      if (out == value && strcmp (key->str, member) == 0)
+        return g_strdup (value->str);
+      SKIP_SPACE ();
+      if (*p == '}')
+        return NULL;
+      if (*p++ != ',')
+        return NULL;
+    }
+#undef SKIP_SPACE
+}
+
+/* A portalocker waiter asks whether the holder is alive. */
+static void
+portalocker_message (Conn       *conn,
+                     redisReply *reply)
+{
+  g_autofree char *response = NULL;
+  g_autofree char *now = NULL;
+  gint64 usec;
+
+  if (reply->element[2]->type != REDIS_REPLY_STRING)
+    return;
+  response = json_string_member (reply->element[2]->str, "response_channel");
+  if (response == NULL)
+    return;
+  /* What portalocker answers: the time, in seconds. */
+  usec = g_get_real_time ();
+  now = g_strdup_printf ("%" G_GINT64_FORMAT ".%06d", usec / G_USEC_PER_SEC,
+                         (int) (usec % G_USEC_PER_SEC));
+  {
+    const char *argv[3] = { "PUBLISH", response, now };
+
+    conn_send (&conn->client->cmd, 3, argv, NULL, ignore_reply, NULL);
+  }
+}
+
+static gboolean
+portalocker_free (gpointer data)
+{
+  Conn *conn = data;
+
+  g_free (conn->channel);
+  g_free (conn);
+  return G_SOURCE_REMOVE;
+}
+
+/* Ends @conn, with nobody told; it is freed once nothing can see it. */
+static void
+portalocker_close (Conn *conn)
+{
+  conn->op = NULL;
+  conn->hold = NULL;
+  if (conn->link != NULL)
+    {
+      g_autoptr(GError) error = g_error_new_literal (G_IO_ERROR, G_IO_ERROR_CLOSED, "closed");
+
+      conn_drop (conn, error);
+    }
+  post (conn->client->context, G_PRIORITY_DEFAULT, portalocker_free, conn, NULL);
+}
+
+static void
+portalocker_given_back (PortaRedisClient *client,
+                        redisReply       *reply,
+                        const GError     *error,
+                        gpointer          data)
+{
+  hold_unref (data);
+}
+
+static void
+portalocker_dropped (Conn         *conn,
+                     const GError *error)
+{
+  g_autoptr(GError) lost_error = NULL;
+
+  if (conn->op == NULL && conn->hold == NULL)
+    return;
+  lost_error = g_error_new (error->domain, error->code,
+                            _("The connection that holds Python portalocker’s lock "
+                              "on channel “%s” at %s was lost: %s"),
+                            conn->channel, conn->client->display_uri, error->message);
+  if (conn->hold != NULL)
+    {
+      PortaRedisHold *hold = conn->hold;
+
+      /* portalock's own lock is still granted: give it back, so that the
+       * next in line need not wait for its lease to run out. */
+      if (hold->active)
+        script_run (conn->client, SCRIPT_RELEASE, hold->keys, 4, portalocker_given_back,
+                    hold_ref (hold), hold->token, hold->wake, NULL);
+      hold_lost (hold, lost_error);
+    }
+  else if (!conn->op->done)
+    op_finish (conn->op, NULL, g_steal_pointer (&lost_error));
+}
+
+static gboolean
+portalocker_look_again (gpointer data)
+{
+  Op *op = data;
+
+  g_clear_pointer (&op->portalocker_source, g_source_unref);
+  portalocker_look (op);
+  return G_SOURCE_REMOVE;
+}
+
+/* portalocker's lock is taken: fail a try, or look again a little later. */
+static void
+portalocker_taken (Op *op)
+{
+  if (op->timeout_ms == 0)
+    {
+      op_finish (op, NULL, g_error_new_literal (G_IO_ERROR, G_IO_ERROR_WOULD_BLOCK, "taken"));
+      return;
+    }
+  /* Spread out, so that two that met on the channel do not meet again. */
+  op->portalocker_source =
+      g_timeout_source_new ((guint) g_random_int_range (PORTALOCKER_POLL_MS / 2,
+                                                        PORTALOCKER_POLL_MS * 3 / 2));
+  g_source_set_callback (op->portalocker_source, portalocker_look_again, op, NULL);
+  g_source_attach (op->portalocker_source, op->client->context);
+}
+
+/* The count of subscribers of the channel in a PUBSUB NUMSUB reply, or -1
+ * with @error set. */
+static gint64
+portalocker_count (Op                *op,
+                   const redisReply  *reply,
+                   const GError      *error,
+                   GError           **out_error)
+{
+  if (error != NULL)
+    *out_error = g_error_copy (error);
+  else if (reply->type == REDIS_REPLY_ERROR)
+    set_reply_error (op->client, reply, out_error);
+  else if (reply->type == REDIS_REPLY_ARRAY && reply->elements == 2 &&
+           reply->element[1]->type == REDIS_REPLY_INTEGER)
+    return reply->element[1]->integer;
+  else
+    *out_error = g_error_new (G_IO_ERROR, G_IO_ERROR_INVALID_DATA,
+                              _("The Redis server %s answered PUBSUB NUMSUB with "
+                                "something else than a count"),
+                              op->client->display_uri);
+  return -1;
+}
+
+static void
+portalocker_subscribed (PortaRedisClient *client,
+                        redisReply       *reply,
+                        const GError     *error,
+                        gpointer          data)
+{
+  Op *op = data;
+
+  if (!op->done)
+    {
+      if (error != NULL || reply->type == REDIS_REPLY_ERROR)
+        {
+          GError *local_error = NULL;
+
+          if (error != NULL)
+            local_error = g_error_copy (error);
+          else
+            set_reply_error (client, reply, &local_error);
+          op_finish (op, NULL, local_error);
+        }
+      else
+        {
+          const char *argv[3] = { "PUBSUB", "NUMSUB", op->portalocker_channel };
+
+          conn_send (&client->cmd, 3, argv, NULL, portalocker_counted, op_ref (op));
+        }
+    }
+  op_unref (op);
+}
+
+/* The answer to PUBSUB NUMSUB of portalocker's channel: before this wait
+ * subscribes, the lock is free at 0; after, it holds the lock at 1. */
+static void
+portalocker_counted (PortaRedisClient *client,
+                     redisReply       *reply,
+                     const GError     *error,
+                     gpointer          data)
+{
+  Op *op = data;
+  GError *local_error = NULL;
+  gint64 count;
+
+  if (op->done)
+    {
+      op_unref (op);
+      return;
+    }
+  count = portalocker_count (op, reply, error, &local_error);
+  if (count < 0)
+    op_finish (op, NULL, local_error);
+  else if (op->portalocker == NULL && count == 0)
+    {
+      const char *argv[2] = { "SUBSCRIBE", op->portalocker_channel };
+
+      op->portalocker = g_new0 (Conn, 1);
+      op->portalocker->client = client;
+      op->portalocker->subscriber = TRUE;
+      op->portalocker->channel = g_strdup (op->portalocker_channel);
+      op->portalocker->op = op;
+      conn_send (op->portalocker, 2, argv, NULL, portalocker_subscribed, op_ref (op));
+    }
+  else if (op->portalocker != NULL && count == 1)
+    {
+      PortaRedisHold *hold = g_steal_pointer (&op->grant);
+
+      hold->pending_op = NULL;
+      hold->portalocker = g_steal_pointer (&op->portalocker);
+      hold->portalocker->op = NULL;
+      hold->portalocker->hold = hold;
+      hold_take_lost (hold, op);
+      op_finish (op, hold, NULL);
+    }
+  else
+    {
+      /* Taken; or a portalocker process subscribed at the same moment, and
+       * both step back, as portalocker does. */
+      if (op->portalocker != NULL)
+        portalocker_close (g_steal_pointer (&op->portalocker));
+      portalocker_taken (op);
+    }
+  op_unref (op);
+}
+
+/* Is portalocker's lock free? */
+static void
+portalocker_look (Op *op)
+{
+  const char *argv[3] = { "PUBSUB", "NUMSUB", op->portalocker_channel };
+
+  if (op->done)
+    return;
+  conn_send (&op->client->cmd, 3, argv, NULL, portalocker_counted, op_ref (op));
 }
 
 static void
@@ -2114,6 +2597,7 @@ porta_redis_client_acquire_async (PortaRedisClient        *client,
   op->lost_func = request->lost_func;
   op->lost_data = request->lost_data;
   op->lost_destroy = request->lost_destroy;
+  op->portalocker_channel = g_strdup (request->portalocker_channel);
   post (client->context, G_PRIORITY_DEFAULT, op_start_in_worker, op, NULL);
 }
 

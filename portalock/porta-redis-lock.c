@@ -100,6 +100,7 @@ struct _PortaRedisLock
   guint             max_holders;   /* 0: any number (shared) */
   guint             lease_ms;
   GTlsDatabase     *tls_database;
+  PortaRedisProtocol protocol;
   GMainContext     *context;       /* where ::lost is emitted */
 
   PortaRedisClient *client;
@@ -118,6 +119,7 @@ enum {
   PROP_LEASE_MS,
   PROP_TLS_DATABASE,
   PROP_FENCING_TOKEN,
+  PROP_PROTOCOL,
   N_PROPS,
 
   PROP_HELD = N_PROPS,
@@ -262,6 +264,9 @@ porta_redis_lock_get_property (GObject    *object,
     case PROP_FENCING_TOKEN:
       g_value_set_uint64 (value, self->fencing_token);
       break;
+    case PROP_PROTOCOL:
+      g_value_set_enum (value, self->protocol);
+      break;
     case PROP_HELD:
       g_value_set_boolean (value, self->hold != NULL);
       break;
@@ -301,6 +306,9 @@ porta_redis_lock_set_property (GObject      *object,
       break;
     case PROP_TLS_DATABASE:
       porta_redis_lock_set_tls_database (self, g_value_get_object (value));
+      break;
+    case PROP_PROTOCOL:
+      porta_redis_lock_set_protocol (self, g_value_get_enum (value));
       break;
     default:
       G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
@@ -421,6 +429,32 @@ porta_redis_lock_class_init (PortaRedisLockClass *klass)
     g_param_spec_uint64 ("fencing-token", "Fencing token", "The fencing token of the latest grant",
                          0, G_MAXUINT64, 0,
                          G_PARAM_READABLE | G_PARAM_STATIC_STRINGS | G_PARAM_EXPLICIT_NOTIFY);
+
+  /**
+   * PortaRedisLock:protocol:
+   *
+   * Which clients the lock excludes: only portalock's, or Python
+   * portalocker's `RedisLock` on the channel named like the lock too
+   * (%PORTA_REDIS_PROTOCOL_PORTALOCKER, for exclusive locks only; a
+   * shared or counting lock with it fails to acquire with
+   * %G_IO_ERROR_INVALID_ARGUMENT). Every portalock user of a name must
+   * choose the same. A change applies from the next acquire.
+   *
+   * With portalocker's protocol the lock is taken in two steps: first
+   * portalock's own lock, with its pushed hand-off and fencing token, then
+   * portalocker's, which has no queue and no wake-up: while a portalocker
+   * process holds it, the lock looks again every 25 to 75 ms, as
+   * portalocker's own waiters poll. The holder answers portalocker's
+   * liveness pings; a portalocker waiter that gets no answer within a
+   * second kills the holder's connection, and the lock is then lost
+   * (#PortaRedisLock::lost).
+   *
+   * Since: 1.2
+   */
+  properties[PROP_PROTOCOL] =
+    g_param_spec_enum ("protocol", "Protocol", "Which clients the lock excludes",
+                       PORTA_TYPE_REDIS_PROTOCOL, PORTA_REDIS_PROTOCOL_PORTALOCK,
+                       G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS | G_PARAM_EXPLICIT_NOTIFY);
 
   g_object_class_install_properties (object_class, N_PROPS, properties);
   g_object_class_override_property (object_class, PROP_HELD, "held");
@@ -656,6 +690,47 @@ porta_redis_lock_set_tls_database (PortaRedisLock *self,
 }
 
 /**
+ * porta_redis_lock_get_protocol:
+ * @self: a #PortaRedisLock
+ *
+ * Gets #PortaRedisLock:protocol.
+ *
+ * Returns: which clients the lock excludes
+ *
+ * Since: 1.2
+ */
+PortaRedisProtocol
+porta_redis_lock_get_protocol (PortaRedisLock *self)
+{
+  g_return_val_if_fail (PORTA_IS_REDIS_LOCK (self), PORTA_REDIS_PROTOCOL_PORTALOCK);
+
+  return self->protocol;
+}
+
+/**
+ * porta_redis_lock_set_protocol:
+ * @self: a #PortaRedisLock
+ * @protocol: which clients the lock excludes
+ *
+ * Sets #PortaRedisLock:protocol, from the next acquire on.
+ *
+ * Since: 1.2
+ */
+void
+porta_redis_lock_set_protocol (PortaRedisLock     *self,
+                               PortaRedisProtocol  protocol)
+{
+  g_return_if_fail (PORTA_IS_REDIS_LOCK (self));
+  g_return_if_fail (protocol == PORTA_REDIS_PROTOCOL_PORTALOCK ||
+                    protocol == PORTA_REDIS_PROTOCOL_PORTALOCKER);
+
+  if (self->protocol == protocol)
+    return;
+  self->protocol = protocol;
+  g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_PROTOCOL]);
+}
+
+/**
  * porta_redis_lock_get_held:
  * @self: a #PortaRedisLock
  *
@@ -715,6 +790,15 @@ porta_redis_lock_prepare (PortaRedisLock  *self,
     }
   if (!porta_redis_check_name (self->name, error))
     return FALSE;
+  if (self->protocol == PORTA_REDIS_PROTOCOL_PORTALOCKER &&
+      self->mode != PORTA_LOCK_MODE_EXCLUSIVE)
+    {
+      g_set_error (error, G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT,
+                   _("The Redis lock %s cannot be shared with Python portalocker’s "
+                     "protocol, whose locks are exclusive only"),
+                   self->display);
+      return FALSE;
+    }
   if (self->client == NULL)
     self->client = porta_redis_client_get (self->uri, self->tls_database, error);
   return self->client != NULL;
@@ -830,6 +914,8 @@ porta_redis_lock_acquire_async (PortaRedisLock      *self,
   request.lost_func = porta_redis_lock_lost;
   request.lost_data = box;
   request.lost_destroy = lost_box_free;
+  if (self->protocol == PORTA_REDIS_PROTOCOL_PORTALOCKER)
+    request.portalocker_channel = self->name;
   self->pending = TRUE;
   porta_redis_client_acquire_async (self->client, &request, cancellable, io_priority,
                                     porta_redis_lock_acquire_done, g_steal_pointer (&task));

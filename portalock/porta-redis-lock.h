@@ -17,6 +17,26 @@
 
 G_BEGIN_DECLS
 
+/**
+ * PortaRedisProtocol:
+ * @PORTA_REDIS_PROTOCOL_PORTALOCK: portalock's own protocol: waiters are
+ *   woken by the release, a dead holder's lock is taken within a fraction
+ *   of a second, every lock mode
+ * @PORTA_REDIS_PROTOCOL_PORTALOCKER: portalock's own protocol and, with
+ *   it, Python portalocker's `RedisLock` on the channel named like the
+ *   lock, so that each excludes the other; exclusive locks only
+ *
+ * Which clients a #PortaRedisLock excludes. See the protocol page of the
+ * manual for what each does on the server.
+ *
+ * Since: 1.2
+ */
+typedef enum
+{
+  PORTA_REDIS_PROTOCOL_PORTALOCK,
+  PORTA_REDIS_PROTOCOL_PORTALOCKER,
+} PortaRedisProtocol;
+
 #define PORTA_TYPE_REDIS_LOCK (porta_redis_lock_get_type ())
 
 PORTA_AVAILABLE_IN_1_2
@@ -49,6 +69,11 @@ GTlsDatabase   *porta_redis_lock_get_tls_database  (PortaRedisLock       *self);
 PORTA_AVAILABLE_IN_1_2
 void            porta_redis_lock_set_tls_database  (PortaRedisLock       *self,
                                                     GTlsDatabase         *database);
+PORTA_AVAILABLE_IN_1_2
+PortaRedisProtocol porta_redis_lock_get_protocol   (PortaRedisLock       *self);
+PORTA_AVAILABLE_IN_1_2
+void            porta_redis_lock_set_protocol      (PortaRedisLock       *self,
+                                                    PortaRedisProtocol    protocol);
 PORTA_AVAILABLE_IN_1_2
 gboolean        porta_redis_lock_get_held          (PortaRedisLock       *self);
 PORTA_AVAILABLE_IN_1_2

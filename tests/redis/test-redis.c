@@ -17,6 +17,7 @@
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>
+#include <math.h>
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/types.h>
@@ -897,6 +898,128 @@ test_counter (void)
 
 /* ----------------------------------------------------- the helper sides */
 
+/* Python portalocker's RedisLock holds channel N while it has a subscriber
+ * there: redis-cli subscribed to it plays portalocker here (the Python
+ * suite runs the real one). */
+static PortaTestChild *
+spawn_subscriber (TestServer *server,
+                  const char *channel)
+{
+  const char *argv[] = { "redis-cli", "-s", server->sock, "SUBSCRIBE", channel, NULL };
+  PortaTestChild *child = porta_test_child_spawnv (argv);
+
+  porta_test_child_expect_line (child, "subscribe");
+  porta_test_child_expect_line (child, channel);
+  porta_test_child_expect_line (child, "1");
+  return child;
+}
+
+static char *
+portalocker_client_id (TestServer *server,
+                       const char *name)
+{
+  g_autofree char *list = server_cli (server, "CLIENT", "LIST", "TYPE", "pubsub", NULL);
+  g_autofree char *needle = g_strdup_printf (" name=%s ", name);
+  g_auto(GStrv) lines = g_strsplit (list, "\n", -1);
+
+  for (guint k = 0; lines[k] != NULL; k++)
+    if (strstr (lines[k], needle) != NULL && g_str_has_prefix (lines[k], "id="))
+      return g_strndup (lines[k] + 3, strcspn (lines[k] + 3, " "));
+  return NULL;
+}
+
+static void
+test_portalocker (void)
+{
+  TestServer *server = server_start ();
+  g_autoptr(PortaRedisLock) first = porta_redis_lock_new (server->uri, "pl", PORTA_LOCK_MODE_EXCLUSIVE);
+  g_autoptr(PortaRedisLock) second = porta_redis_lock_new (server->uri, "pl", PORTA_LOCK_MODE_EXCLUSIVE);
+  g_autoptr(PortaTestChild) other = NULL;
+  g_autoptr(PortaTestChild) pinger = NULL;
+  g_autoptr(GError) error = NULL;
+  g_autoptr(GError) lost = NULL;
+  g_autofree char *id = NULL;
+  g_autofree char *out = NULL;
+  g_autofree char *answer = NULL;
+  AsyncWait wait = { NULL, 0 };
+  guint64 fence;
+
+  porta_redis_lock_set_protocol (first, PORTA_REDIS_PROTOCOL_PORTALOCKER);
+  porta_redis_lock_set_protocol (second, PORTA_REDIS_PROTOCOL_PORTALOCKER);
+  g_assert_cmpint (porta_redis_lock_get_protocol (first), ==, PORTA_REDIS_PROTOCOL_PORTALOCKER);
+
+  /* portalocker holds it: a try fails, a wait polls until it lets go. */
+  other = spawn_subscriber (server, "pl");
+  g_assert_false (porta_redis_lock_acquire (first, 0, NULL, &error));
+  g_assert_error (error, G_IO_ERROR, G_IO_ERROR_WOULD_BLOCK);
+  g_clear_error (&error);
+  porta_lockable_acquire_async (PORTA_LOCKABLE (first), -1, G_PRIORITY_DEFAULT, NULL,
+                                store_result, &wait);
+  for (guint k = 0; k < 100; k++)
+    g_main_context_iteration (NULL, FALSE) || (g_usleep (2000), TRUE);
+  g_assert_null (wait.result);
+  g_subprocess_send_signal (other->proc, SIGTERM);
+  g_clear_pointer (&other, porta_test_child_free);
+  async_wait_run (&wait, 10000);
+  g_assert_true (porta_lockable_acquire_finish (PORTA_LOCKABLE (first), wait.result, &error));
+  g_assert_no_error (error);
+  g_clear_object (&wait.result);
+  fence = porta_redis_lock_get_fencing_token (first);
+
+  /* Held: it answers portalocker's ping on the channel the ping names. */
+  pinger = spawn_subscriber (server, "pl-resp");
+  out = server_cli (server, "PUBLISH", "pl",
+                    "{\"response_channel\": \"pl-\\u0072esp\", \"message\": \"ping\"}", NULL);
+  porta_test_child_expect_line (pinger, "message");
+  porta_test_child_expect_line (pinger, "pl-resp");
+  answer = porta_test_child_read_line (pinger, 10000);
+  g_assert_nonnull (answer);
+  g_assert_cmpfloat (fabs (g_ascii_strtod (answer, NULL) - g_get_real_time () / 1e6), <, 60);
+  g_subprocess_send_signal (pinger->proc, SIGTERM);
+
+  /* A second one waits on portalock's own lock, and takes both when the
+   * first lets go. */
+  porta_lockable_acquire_async (PORTA_LOCKABLE (second), -1, G_PRIORITY_DEFAULT, NULL,
+                                store_result, &wait);
+  for (guint k = 0; k < 50; k++)
+    g_main_context_iteration (NULL, FALSE) || (g_usleep (2000), TRUE);
+  g_assert_null (wait.result);
+  g_assert_true (porta_redis_lock_release (first, &error));
+  g_assert_no_error (error);
+  async_wait_run (&wait, 10000);
+  g_assert_true (porta_lockable_acquire_finish (PORTA_LOCKABLE (second), wait.result, &error));
+  g_assert_no_error (error);
+  g_clear_object (&wait.result);
+  g_assert_cmpuint (porta_redis_lock_get_fencing_token (second), >, fence);
+
+  /* A portalocker waiter kills a holder that does not answer: lost, and
+   * portalock's own lock is given back at once. */
+  g_signal_connect (second, "lost", G_CALLBACK (on_lost), &lost);
+  id = portalocker_client_id (server, "pl-lock");
+  g_assert_nonnull (id);
+  g_free (out);
+  out = server_cli (server, "CLIENT", "KILL", "ID", id, NULL);
+  wait_for_lost (&lost, 10000);
+  g_assert_error (lost, G_IO_ERROR, G_IO_ERROR_CONNECTION_CLOSED);
+  g_assert_nonnull (strstr (lost->message, "portalocker"));
+  g_assert_true (porta_redis_lock_acquire (first, 10000, NULL, &error));
+  g_assert_no_error (error);
+  g_assert_true (porta_redis_lock_release (first, NULL));
+
+  /* Shared locks do not exist in portalocker's protocol. */
+  g_clear_object (&second);
+  second = porta_redis_lock_new_counting (server->uri, "pl", 2);
+  porta_redis_lock_set_protocol (second, PORTA_REDIS_PROTOCOL_PORTALOCKER);
+  g_assert_false (porta_redis_lock_acquire (second, 0, NULL, &error));
+  g_assert_error (error, G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT);
+
+  g_clear_object (&first);
+  g_clear_object (&second);
+  g_clear_pointer (&pinger, porta_test_child_free);
+  server_stop (server);
+  assert_worker_ends ();
+}
+
 static void
 holder_lost (PortaRedisLock *lock,
              GError         *error,
@@ -1009,5 +1132,6 @@ main (int    argc,
   g_test_add_func ("/redis/acl", test_acl);
   g_test_add_func ("/redis/counter", test_counter);
   g_test_add_func ("/redis/tls", test_tls);
+  g_test_add_func ("/redis/portalocker", test_portalocker);
   return g_test_run ();
 }
