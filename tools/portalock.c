@@ -83,6 +83,7 @@ typedef struct
   const char    *redis_ca;       /* --redis-ca: CA certificates for rediss:// */
   guint          max_holders;    /* --max-holders: a counting Redis lock */
   guint          lease_ms;       /* --lease: a Redis lock's lease, 0 for the default */
+  gboolean       portalocker;    /* --redis-protocol=portalocker */
 } Options;
 
 /* What the command inherits from portalock's own start, as it would from
@@ -393,6 +394,9 @@ print_help (void)
                 _("With --redis, how long a holder that stops answering keeps the lock"));
   print_option ("--redis-ca FILE",
                 _("With --redis, trust the TLS certificates in FILE for rediss://"));
+  print_option ("--redis-protocol PROTOCOL",
+                _("With --redis, exclude portalock's clients only (portalock, the default) "
+                  "or Python portalocker's RedisLock too (portalocker)"));
   print_option ("--verbose",
                 _("Tell on standard error when waiting, for how long, and who holds the lock"));
   print_option ("-h, --help", _("Show this help and exit"));
@@ -418,6 +422,7 @@ enum
   OPTION_VERBOSE,
   OPTION_REDIS,
   OPTION_REDIS_CA,
+  OPTION_REDIS_PROTOCOL,
   OPTION_MAX_HOLDERS,
   OPTION_LEASE,
 };
@@ -452,6 +457,7 @@ parse_options (int       argc,
     { "verbose", no_argument, NULL, OPTION_VERBOSE },
     { "redis", required_argument, NULL, OPTION_REDIS },
     { "redis-ca", required_argument, NULL, OPTION_REDIS_CA },
+    { "redis-protocol", required_argument, NULL, OPTION_REDIS_PROTOCOL },
     { "max-holders", required_argument, NULL, OPTION_MAX_HOLDERS },
     { "lease", required_argument, NULL, OPTION_LEASE },
     { "help", no_argument, NULL, 'h' },
@@ -519,6 +525,17 @@ parse_options (int       argc,
         case OPTION_REDIS_CA:
           opts->redis_ca = optarg;
           break;
+        case OPTION_REDIS_PROTOCOL:
+          if (g_strcmp0 (optarg, "portalock") != 0 && g_strcmp0 (optarg, "portalocker") != 0)
+            {
+              g_autofree char *message =
+                g_strdup_printf (_("Invalid Redis protocol “%s”: give portalock or portalocker"),
+                                 optarg);
+
+              return usage_error (message);
+            }
+          opts->portalocker = g_strcmp0 (optarg, "portalocker") == 0;
+          break;
         case OPTION_MAX_HOLDERS:
           {
             gint64 n;
@@ -566,8 +583,10 @@ parse_options (int       argc,
         }
     }
   if (opts->redis_uri == NULL &&
-      (opts->max_holders > 0 || opts->redis_ca != NULL || opts->lease_ms > 0))
-    return usage_error (_("--max-holders, --lease and --redis-ca go with --redis"));
+      (opts->max_holders > 0 || opts->redis_ca != NULL || opts->lease_ms > 0 ||
+       opts->portalocker))
+    return usage_error (_("--max-holders, --lease, --redis-ca and --redis-protocol go with "
+                          "--redis"));
   if (opts->redis_uri != NULL && (opts->unlock || opts->no_fork || opts->status))
     return usage_error (_("--redis takes a lock name and a command: -u, -F and --status "
                           "are for file locks"));
@@ -785,6 +804,8 @@ open_redis_lock (Tool    *tool,
     lock = porta_redis_lock_new (opts->redis_uri, tool->path, opts->mode);
   if (opts->lease_ms > 0)
     porta_redis_lock_set_lease_ms (lock, opts->lease_ms);
+  if (opts->portalocker)
+    porta_redis_lock_set_protocol (lock, PORTA_REDIS_PROTOCOL_PORTALOCKER);
   if (opts->redis_ca != NULL)
     {
       g_autoptr(GTlsDatabase) database = g_tls_file_database_new (opts->redis_ca, error);

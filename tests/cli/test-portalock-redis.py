@@ -131,6 +131,33 @@ class RedisCommandTest(unittest.TestCase):
         r = self.run_tool('--redis=' + self.uri, '--max-holders', '2', '-n', counted, 'true')
         self.assertEqual(r.returncode, 1)
 
+    def test_portalocker_protocol(self):
+        # portalocker's RedisLock holds channel NAME while it has a
+        # subscriber there: a redis-cli subscribed to it plays portalocker.
+        other = subprocess.Popen(['redis-cli', '-s', self.sock, 'SUBSCRIBE', self.name],
+                                 stdout=subprocess.PIPE, text=True)
+        self.addCleanup(self.reap, other)
+        self.assertEqual([other.stdout.readline().strip() for _ in range(3)],
+                         ['subscribe', self.name, '1'])
+        r = self.run_tool('--redis=' + self.uri, '--redis-protocol=portalocker', '-n',
+                          self.name, 'true')
+        self.assertEqual((r.returncode, r.stderr), (1, ''))
+        # The default protocol does not see portalocker's lock.
+        r = self.run_tool('--redis=' + self.uri, '-n', self.name, 'true')
+        self.assertEqual(r.returncode, 0)
+        other.kill()
+        other.wait()
+        holder, _ = self.hold('--redis-protocol=portalocker')
+        self.assertEqual(self.cli('PUBSUB', 'NUMSUB', self.name).split('\n'), [self.name, '1'])
+        holder.stdin.close()
+        self.assertEqual(holder.wait(timeout=PATIENCE), 0)
+        self.assertEqual(self.cli('PUBSUB', 'NUMSUB', self.name).split('\n'), [self.name, '0'])
+        # Shared locks do not exist in portalocker's protocol.
+        r = self.run_tool('--redis=' + self.uri, '--redis-protocol=portalocker', '-s',
+                          self.name, 'true')
+        self.assertEqual(r.returncode, 64)
+        self.assertIn('portalocker', r.stderr)
+
     def test_killed_holder_frees_the_lock(self):
         holder, _ = self.hold()
         start = time.monotonic()
@@ -171,7 +198,11 @@ class RedisCommandTest(unittest.TestCase):
             with self.subTest(args=args):
                 r = self.run_tool('--redis=' + self.uri, *args, self.name, 'true')
                 self.assertEqual(r.returncode, 64)
-        for args in (['--max-holders', '2'], ['--lease', '5'], ['--redis-ca', '/nonexistent']):
+        r = self.run_tool('--redis=' + self.uri, '--redis-protocol=pl', self.name, 'true')
+        self.assertEqual(r.returncode, 64)
+        self.assertIn('pl', r.stderr)
+        for args in (['--max-holders', '2'], ['--lease', '5'], ['--redis-ca', '/nonexistent'],
+                     ['--redis-protocol', 'portalocker']):
             with self.subTest(args=args):
                 r = self.run_tool(*args, 'file.lock', 'true')
                 self.assertEqual(r.returncode, 64)
