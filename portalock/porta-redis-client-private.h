@@ -66,6 +66,10 @@ PortaRedisHold   *porta_redis_client_acquire_finish   (GAsyncResult            *
                                                        GError                 **error);
 
 guint64           porta_redis_hold_get_fence          (PortaRedisHold *hold);
+/* From now on the lease of @hold is renewed only after @context has run a
+ * pulse: a @context that stops running for a whole lease loses the hold. */
+void              porta_redis_hold_renew_from         (PortaRedisHold *hold,
+                                                       GMainContext   *context);
 void              porta_redis_hold_unref              (PortaRedisHold *hold);
 /* Gives the lock back; @hold is consumed. With no @callback nobody waits
  * for the answer (a lock disposed while held). Fails with

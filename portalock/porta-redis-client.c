@@ -165,6 +165,8 @@ struct _PortaRedisHold
   GSource           *renew_source;
   Conn              *portalocker;  /* holds portalocker's lock too */
   Op                *pending_op;   /* granted, still taking portalocker's */
+  GMainContext      *pulse_context; /* renewals wait for it to run, or NULL */
+  gboolean           pulsing;       /* a pulse is posted there, not back yet */
 };
 
 struct _Op
@@ -1458,6 +1460,7 @@ hold_unref (PortaRedisHold *hold)
   if (hold->lost_destroy != NULL)
     hold->lost_destroy (hold->lost_data);
   g_clear_pointer (&hold->lost_context, g_main_context_unref);
+  g_clear_pointer (&hold->pulse_context, g_main_context_unref);
   g_free (hold->token);
   for (guint k = 0; k < N_KEYS; k++)
     g_free (hold->keys[k]);
@@ -1578,19 +1581,95 @@ renew_reply (PortaRedisClient *client,
   hold_unref (hold);
 }
 
-static gboolean
-renew_tick (gpointer data)
+static void
+renew_send (PortaRedisHold *hold)
 {
-  PortaRedisHold *hold = data;
   g_autofree char *lease = NULL;
 
-  if (hold->renewing)
-    return G_SOURCE_CONTINUE;
+  if (hold->renewing || !hold->active)
+    return;
   hold->renewing = TRUE;
   lease = g_strdup_printf ("%u", hold->lease_ms);
   script_run (hold->client, SCRIPT_RENEW, hold->keys, 4, renew_reply, hold_ref (hold),
               hold->token, lease, hold->wake, NULL);
+}
+
+static gboolean
+pulse_returned (gpointer data)
+{
+  PortaRedisHold *hold = data;
+
+  hold->pulsing = FALSE;
+  renew_send (hold);
+  return G_SOURCE_REMOVE;
+}
+
+/* Runs in the application's context: it is alive, so the lease may go on. */
+static gboolean
+pulse_run (gpointer data)
+{
+  PortaRedisHold *hold = data;
+
+  post (hold->client->context, G_PRIORITY_DEFAULT, pulse_returned, hold_ref (hold),
+        (GDestroyNotify) hold_unref);
+  return G_SOURCE_REMOVE;
+}
+
+static gboolean
+renew_tick (gpointer data)
+{
+  PortaRedisHold *hold = data;
+
+  if (hold->pulse_context == NULL)
+    renew_send (hold);
+  else if (!hold->pulsing)
+    {
+      /* Renewed only once the application's main context has run the
+       * pulse: a main loop that hangs for a whole lease loses the lock,
+       * as a stopped process does. A pulse still on its way means it
+       * hangs now: no renewal this time. */
+      hold->pulsing = TRUE;
+      post (hold->pulse_context, G_PRIORITY_DEFAULT, pulse_run, hold_ref (hold),
+            (GDestroyNotify) hold_unref);
+    }
   return G_SOURCE_CONTINUE;
+}
+
+typedef struct
+{
+  PortaRedisHold *hold;
+  GMainContext   *context;
+} RenewFrom;
+
+static gboolean
+renew_from_in_worker (gpointer data)
+{
+  RenewFrom *call = data;
+
+  if (call->hold->pulse_context == NULL)
+    call->hold->pulse_context = g_main_context_ref (call->context);
+  return G_SOURCE_REMOVE;
+}
+
+static void
+renew_from_free (gpointer data)
+{
+  RenewFrom *call = data;
+
+  hold_unref (call->hold);
+  g_main_context_unref (call->context);
+  g_free (call);
+}
+
+void
+porta_redis_hold_renew_from (PortaRedisHold *hold,
+                             GMainContext   *context)
+{
+  RenewFrom *call = g_new0 (RenewFrom, 1);
+
+  call->hold = hold_ref (hold);
+  call->context = g_main_context_ref (context);
+  post (hold->client->context, G_PRIORITY_DEFAULT, renew_from_in_worker, call, renew_from_free);
 }
 
 static PortaRedisHold *

@@ -56,7 +56,15 @@
  * lock at once, and the first waiter in line notices within about 100 ms.
  * A holder that hangs or is cut off keeps its connections, so it loses the
  * lock when its lease (#PortaRedisLock:lease-ms) runs out; the library
- * renews the lease every third of it while the lock is held. When a
+ * renews the lease every third of it while the lock is held. A lock
+ * acquired from the main context it was made in, while that context runs
+ * (an async acquire whose callback is dispatched there, or a sync acquire
+ * called from one of its sources), is renewed only after that context has
+ * run a short pulse: an application whose main loop hangs for a whole
+ * lease loses the lock as a stopped process does, and learns it when the
+ * loop runs again. A lock acquired where no main loop runs (a script
+ * calling porta_redis_lock_acquire() at its top level) is renewed by the
+ * library's worker thread alone, however long the script is busy. When a
  * renewal fails, or the connection that shows the process alive drops,
  * the lock emits #PortaRedisLock::lost and #PortaLockable:held turns
  * %FALSE: it is never taken again behind the caller's back.
@@ -850,6 +858,12 @@ porta_redis_lock_acquire_done (GObject      *source,
       g_task_return_error (task, error);
       return;
     }
+  /* An application that runs the lock's main context (this completion is
+   * dispatched from it) has its lease tied to that context, so that a hung
+   * main loop loses the lock; a program that never runs one (a script
+   * with a sync acquire) has it renewed by the worker alone. */
+  if (g_main_context_is_owner (self->context))
+    porta_redis_hold_renew_from (hold, self->context);
   porta_redis_lock_set_hold (self, hold);
   g_task_return_boolean (task, TRUE);
 }

@@ -1020,6 +1020,79 @@ test_portalocker (void)
   assert_worker_ends ();
 }
 
+typedef struct
+{
+  PortaRedisLock *lock;
+  GMainLoop      *loop;
+  GError         *error;
+} InLoop;
+
+static gboolean
+acquire_in_loop (gpointer data)
+{
+  InLoop *in = data;
+
+  porta_redis_lock_acquire (in->lock, 0, NULL, &in->error);
+  g_main_loop_quit (in->loop);
+  return G_SOURCE_REMOVE;
+}
+
+/* A lock taken by an application that runs its main context is renewed
+ * only while that context runs: a main loop that hangs for a whole lease
+ * loses it. One taken outside any main loop (a script) is renewed by the
+ * worker alone and survives the same pause. */
+static void
+test_hung_main_loop (void)
+{
+  TestServer *server = server_start ();
+  g_autoptr(PortaRedisLock) app = porta_redis_lock_new (server->uri, "hung", PORTA_LOCK_MODE_EXCLUSIVE);
+  g_autoptr(PortaRedisLock) script = porta_redis_lock_new (server->uri, "busy", PORTA_LOCK_MODE_EXCLUSIVE);
+  g_autoptr(PortaRedisLock) other = porta_redis_lock_new (server->uri, "hung", PORTA_LOCK_MODE_EXCLUSIVE);
+  g_autoptr(PortaRedisLock) busy_other = porta_redis_lock_new (server->uri, "busy", PORTA_LOCK_MODE_EXCLUSIVE);
+  g_autoptr(GMainLoop) loop = g_main_loop_new (NULL, FALSE);
+  g_autoptr(GError) error = NULL;
+  g_autoptr(GError) lost = NULL;
+  g_autoptr(GError) script_lost = NULL;
+  guint lease_ms = porta_test_scale_ms (400);
+  InLoop in = { app, loop, NULL };
+
+  porta_redis_lock_set_lease_ms (app, lease_ms);
+  porta_redis_lock_set_lease_ms (script, lease_ms);
+  g_signal_connect (app, "lost", G_CALLBACK (on_lost), &lost);
+  g_signal_connect (script, "lost", G_CALLBACK (on_lost), &script_lost);
+  g_idle_add (acquire_in_loop, &in);
+  g_main_loop_run (loop);
+  g_assert_no_error (in.error);
+  g_assert_true (porta_redis_lock_get_held (app));
+  g_assert_true (porta_redis_lock_acquire (script, 0, NULL, &error));
+  g_assert_no_error (error);
+
+  /* Both hang for three leases without running the main context. */
+  g_usleep (3 * lease_ms * 1000);
+  g_assert_true (porta_redis_lock_acquire (other, (int) porta_test_scale_ms (10000), NULL, &error));
+  g_assert_no_error (error);
+  g_assert_cmpuint (porta_redis_lock_get_fencing_token (other), >,
+                    porta_redis_lock_get_fencing_token (app));
+  g_assert_false (porta_redis_lock_acquire (busy_other, 0, NULL, &error));
+  g_assert_error (error, G_IO_ERROR, G_IO_ERROR_WOULD_BLOCK);
+  g_clear_error (&error);
+
+  /* The application's loop runs again: it learns it lost the lock. */
+  wait_for_lost (&lost, 10000);
+  g_assert_error (lost, G_IO_ERROR, G_IO_ERROR_TIMED_OUT);
+  g_assert_null (script_lost);
+  g_assert_true (porta_redis_lock_get_held (script));
+  g_assert_true (porta_redis_lock_release (script, NULL));
+  g_assert_true (porta_redis_lock_release (other, NULL));
+
+  g_clear_object (&app);
+  g_clear_object (&script);
+  g_clear_object (&other);
+  g_clear_object (&busy_other);
+  server_stop (server);
+  assert_worker_ends ();
+}
+
 static void
 holder_lost (PortaRedisLock *lock,
              GError         *error,
@@ -1127,6 +1200,7 @@ main (int    argc,
   g_test_add_func ("/redis/async/hand-off", test_async_handoff);
   g_test_add_func ("/redis/holder/sigkill", test_sigkill);
   g_test_add_func ("/redis/holder/sigstop", test_sigstop);
+  g_test_add_func ("/redis/holder/hung-main-loop", test_hung_main_loop);
   g_test_add_func ("/redis/lost/client-kill", test_client_kill);
   g_test_add_func ("/redis/lost/restart", test_restart);
   g_test_add_func ("/redis/acl", test_acl);
