@@ -52,6 +52,10 @@ typedef struct
   const char        *portalocker_channel;
 } PortaRedisRequest;
 
+/* The message of a G_IO_ERROR_TIMED_OUT from a wait that saw the lock
+ * taken; one that never had an answer from the server says so itself. */
+#define PORTA_REDIS_WAIT_TIMED_OUT "timed out"
+
 /* The callback runs in the caller's thread-default main context. Errors:
  * G_IO_ERROR_WOULD_BLOCK (timeout 0), G_IO_ERROR_TIMED_OUT,
  * G_IO_ERROR_CANCELLED (with no message worth showing: the caller words

@@ -205,6 +205,7 @@ struct _Op
   gboolean           in_flight;
   gboolean           again;
   gboolean           done;
+  gboolean           answered;   /* ACQUIRE has been answered once */
 
   /* Python portalocker's lock, taken once the grant is in. */
   char              *portalocker_channel;
@@ -2085,6 +2086,7 @@ acquire_reply (PortaRedisClient *client,
                                client->display_uri);
   else
     {
+      op->answered = TRUE;
       granted = reply->element[0]->integer == 1;
       if (granted)
         fence = reply->element[1]->integer;
@@ -2591,8 +2593,16 @@ op_deadline_fire (gpointer data)
   Op *op = data;
 
   g_clear_pointer (&op->deadline_source, g_source_unref);
-  if (!op->done)
-    op_finish (op, NULL, g_error_new_literal (G_IO_ERROR, G_IO_ERROR_TIMED_OUT, "timed out"));
+  if (op->done)
+    return G_SOURCE_REMOVE;
+  if (op->answered)
+    op_finish (op, NULL, g_error_new_literal (G_IO_ERROR, G_IO_ERROR_TIMED_OUT,
+                                              PORTA_REDIS_WAIT_TIMED_OUT));
+  else
+    op_finish (op, NULL, g_error_new (G_IO_ERROR, G_IO_ERROR_TIMED_OUT,
+                                      _("Timed out after %d ms with no answer from the "
+                                        "Redis server %s"),
+                                      op->timeout_ms, op->client->display_uri));
   return G_SOURCE_REMOVE;
 }
 

@@ -823,7 +823,8 @@ porta_redis_lock_set_acquire_error (PortaRedisLock  *self,
   if (g_error_matches (cause, G_IO_ERROR, G_IO_ERROR_WOULD_BLOCK))
     g_set_error (error, G_IO_ERROR, G_IO_ERROR_WOULD_BLOCK,
                  _("The Redis lock %s is taken"), self->display);
-  else if (g_error_matches (cause, G_IO_ERROR, G_IO_ERROR_TIMED_OUT))
+  else if (g_error_matches (cause, G_IO_ERROR, G_IO_ERROR_TIMED_OUT) &&
+           g_strcmp0 (cause->message, PORTA_REDIS_WAIT_TIMED_OUT) == 0)
     porta_set_wait_error (error, ETIMEDOUT, timeout_ms, _("another client of the server"),
                           PORTA_HOLDER_NOT_TOLD, display, NULL, NULL);
   else if (g_error_matches (cause, G_IO_ERROR, G_IO_ERROR_CANCELLED))

@@ -377,6 +377,37 @@ test_unreachable_unix (void)
   assert_worker_ends ();
 }
 
+/* A server that takes the connection and never answers (a hung server, a
+ * black-holed TLS port): the timeout says so, not that someone holds it. */
+static void
+test_unanswered (void)
+{
+  g_autoptr(GSocket) socket = g_socket_new (G_SOCKET_FAMILY_IPV4, G_SOCKET_TYPE_STREAM,
+                                            G_SOCKET_PROTOCOL_TCP, NULL);
+  g_autoptr(GInetAddress) loopback = g_inet_address_new_loopback (G_SOCKET_FAMILY_IPV4);
+  g_autoptr(GSocketAddress) any = g_inet_socket_address_new (loopback, 0);
+  g_autoptr(GSocketAddress) bound = NULL;
+  g_autoptr(PortaRedisLock) lock = NULL;
+  g_autoptr(GError) error = NULL;
+  g_autofree char *uri = NULL;
+
+  g_assert_true (g_socket_bind (socket, any, TRUE, NULL));
+  g_assert_true (g_socket_listen (socket, NULL));   /* never accepted */
+  bound = g_socket_get_local_address (socket, NULL);
+  uri = g_strdup_printf ("redis://127.0.0.1:%u",
+                         g_inet_socket_address_get_port (G_INET_SOCKET_ADDRESS (bound)));
+  lock = porta_redis_lock_new (uri, "u", PORTA_LOCK_MODE_EXCLUSIVE);
+  g_assert_false (porta_redis_lock_acquire (lock, 300, NULL, &error));
+  g_assert_error (error, G_IO_ERROR, G_IO_ERROR_TIMED_OUT);
+  g_test_message ("%s", error->message);
+  g_assert_nonnull (strstr (error->message, "no answer"));
+  g_assert_nonnull (strstr (error->message, "127.0.0.1"));
+  g_assert_null (strstr (error->message, "held by"));
+  g_clear_object (&lock);
+  g_socket_close (socket, NULL);
+  assert_worker_ends ();
+}
+
 static void
 test_exclusive_processes (void)
 {
@@ -1193,6 +1224,7 @@ main (int    argc,
   g_test_add_func ("/redis/uri/invalid", test_invalid);
   g_test_add_func ("/redis/uri/password-hidden", test_password_hidden);
   g_test_add_func ("/redis/unreachable/unix", test_unreachable_unix);
+  g_test_add_func ("/redis/unreachable/unanswered", test_unanswered);
   g_test_add_func ("/redis/exclusive/processes", test_exclusive_processes);
   g_test_add_func ("/redis/shared", test_shared);
   g_test_add_func ("/redis/counting", test_counting);
