@@ -7,7 +7,15 @@
 #
 #   hand-off     a holder process releases, a waiter process blocked in
 #                acquire takes the lock: release -> acquired, p50 and p99
-#                (CLOCK_MONOTONIC is shared by the processes)
+#                (CLOCK_MONOTONIC is shared by the processes); for
+#                portalock also with a C holder and waiter, and the floor
+#                of any pushed hand-off in the same run: a C client's
+#                PUBLISH reaching a blocked hiredis subscriber that then
+#                makes one SET round trip (bench/portalock-redis-bench)
+#   breakdown    where portalock's C hand-off spends its time: a third
+#                process subscribed to the wake-up channel stamps the
+#                wake-up, and the server's slow log (threshold 0) times
+#                the lock scripts
 #   takeover     the holder process is SIGKILLed while a waiter waits:
 #                kill -> acquired, p50
 #   commands/s   redis-server's total_commands_processed (commands run
@@ -15,10 +23,12 @@
 #                second, while one process holds and one waits
 #
 # Run it with build-aux/bench.sh, or by hand with GI_TYPELIB_PATH and
-# LD_LIBRARY_PATH pointing at a built portalock/ folder.
+# LD_LIBRARY_PATH pointing at a built portalock/ folder (and
+# PORTALOCK_REDIS_BENCH at its bench/portalock-redis-bench for the C rows).
 #
 #   bench_redis.py [--rounds N]
 
+import hashlib
 import json
 import os
 import shutil
@@ -89,39 +99,7 @@ SIDES = {'porta': PortaSide, 'redis-py': RedisPySide, 'portalocker': Portalocker
 def child_main(role, side, sock, name, rounds):
     lock = SIDES[side](sock, name)
     out = []
-    if role in ('first', 'second'):
-        # Ping-pong: the two processes take turns, each holding 20 ms. After
-        # a release, a process waits (1 ms polls of the other's count file)
-        # until the other has the lock, and only then waits for it again,
-        # so that every acquisition is a hand-off from a blocked waiter.
-        mine = os.path.join(os.path.dirname(sock), name + '.' + role)
-        other = os.path.join(os.path.dirname(sock), name + '.' + ('second' if role == 'first' else 'first'))
-        acquired, released = [], []
-        if role == 'first':
-            lock.acquire()    # before the other waits
-        print('ready', flush=True)
-        sys.stdin.readline()
-        for k in range(rounds):
-            if k > 0 or role == 'second':
-                lock.acquire()
-            acquired.append(time.monotonic())
-            with open(mine, 'w') as f:
-                f.write(str(k + 1))
-            time.sleep(0.02)
-            released.append(time.monotonic())
-            lock.release()
-            target = k + 1 if role == 'first' else k + 2
-            deadline = time.monotonic() + 60
-            while time.monotonic() < deadline and k + 1 < rounds:
-                try:
-                    with open(other) as f:
-                        if int(f.read() or 0) >= target:
-                            break
-                except (FileNotFoundError, ValueError):
-                    pass
-                time.sleep(0.001)
-        out = [acquired, released]
-    elif role == 'hold-forever':
+    if role == 'hold-forever':
         lock.acquire()
         print('held', flush=True)
         time.sleep(3600)
@@ -146,26 +124,63 @@ def percentile(values, p):
     return values[min(len(values) - 1, int(round(p / 100 * (len(values) - 1))))]
 
 
+HOLD_S = 0.01    # as HOLD_MS in portalock-redis-bench.c
+
+
 def hand_off(side, sock, rounds):
+    """The rounds of portalock-redis-bench.c's handoff, in Python: the
+    holder holds; the waiter says it is about to wait and blocks in
+    acquire; 10 ms later the holder stamps and releases; the waiter stamps
+    once it holds, releases and says so; the holder takes the lock again
+    and says so. Both are forked from this process, which has no lock of
+    its own (so no worker thread to fork). Returns ms."""
     name = 'bench-handoff-' + side
-    first = spawn('first', side, sock, name, rounds)
-    assert first.stdout.readline().strip() == 'ready'    # it holds the lock
-    second = spawn('second', side, sock, name, rounds)
-    assert second.stdout.readline().strip() == 'ready'
-    second.stdin.write('go\n')
-    second.stdin.flush()
-    time.sleep(0.3)    # the second waits in line
-    first.stdin.write('go\n')
-    first.stdin.flush()
-    first_acq, first_rel = json.loads(first.stdout.readline())
-    second_acq, second_rel = json.loads(second.stdout.readline())
-    first.wait()
-    second.wait()
-    # second's k-th acquisition follows first's k-th release; first's
-    # k-th (k >= 1) follows second's (k-1)-th.
-    times = [(a - r) * 1000 for r, a in zip(first_rel, second_acq)]
-    times += [(a - r) * 1000 for r, a in zip(second_rel, first_acq[1:])]
-    return times
+    folder = tempfile.mkdtemp(prefix='porta-bench-handoff-')
+    to_waiter, to_holder = os.pipe(), os.pipe()
+
+    def run(role):
+        lock = SIDES[side](sock, name)
+        times = []
+        for _ in range(rounds):
+            if role == 'holder':
+                lock.acquire()
+                os.write(to_waiter[1], b'H')
+                assert os.read(to_holder[0], 1) == b'W'
+                time.sleep(HOLD_S)
+                times.append(time.monotonic())
+                lock.release()
+                assert os.read(to_holder[0], 1) == b'D'
+            else:
+                assert os.read(to_waiter[0], 1) == b'H'
+                os.write(to_holder[1], b'W')
+                lock.acquire()
+                times.append(time.monotonic())
+                lock.release()
+                os.write(to_holder[1], b'D')
+        with open(os.path.join(folder, role), 'w') as f:
+            json.dump(times, f)
+
+    pids = []
+    for role in ('holder', 'waiter'):
+        pid = os.fork()
+        if pid == 0:
+            try:
+                run(role)
+                os._exit(0)
+            finally:
+                os._exit(1)
+        pids.append(pid)
+    for fd in to_waiter + to_holder:
+        os.close(fd)
+    for pid in pids:
+        if os.waitpid(pid, 0)[1] != 0:
+            raise RuntimeError('a %s hand-off process failed' % side)
+    with open(os.path.join(folder, 'holder')) as f:
+        released = json.load(f)
+    with open(os.path.join(folder, 'waiter')) as f:
+        got = json.load(f)
+    shutil.rmtree(folder, ignore_errors=True)
+    return [(g - r) * 1000 for r, g in zip(released, got)]
 
 
 def takeover(side, sock, rounds):
@@ -211,31 +226,150 @@ def command_rate(side, sock, seconds=3.0):
     return (end[0] - start[0] - 2) / seconds
 
 
+# ----------------------------------------------- C hand-off and its floor
+
+def c_helper():
+    path = os.environ.get('PORTALOCK_REDIS_BENCH')
+    return path if path and os.access(path, os.X_OK) else None
+
+
+def run_c(*args):
+    out = subprocess.run([c_helper()] + [str(a) for a in args], stdout=subprocess.PIPE,
+                         text=True, check=True, timeout=600).stdout
+    return json.loads(out)
+
+
+def script_times(client):
+    """Server time of each command in the slow log, in µs, by command; the
+    lock scripts by name (their SHA1, computed from portalock/redis/)."""
+    names = {}
+    folder = os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', 'portalock', 'redis')
+    for name in ('acquire', 'release', 'renew', 'withdraw'):
+        try:
+            with open(os.path.join(folder, name + '.lua'), 'rb') as f:
+                names[hashlib.sha1(f.read()).hexdigest()] = name
+        except OSError:
+            pass
+    times = {}
+    for entry in client.slowlog_get(100000):
+        command = entry['command']
+        args = (command.decode() if isinstance(command, bytes) else command).split()
+        if not args:
+            continue
+        key = args[0].upper()
+        if key == 'EVALSHA' and len(args) > 1:
+            key = names.get(args[1], args[1][:8])
+        times.setdefault(key, []).append(entry['duration'])
+    return times
+
+
+def breakdown(sock, rounds, script_mean):
+    """The C hand-off again, with a subscriber of the wake-up channel
+    stamping the wake-up and the server timing every command."""
+    client = redis.Redis(unix_socket_path=sock)
+    client.config_set('slowlog-max-len', 100000)
+    client.slowlog_reset()
+    client.config_set('slowlog-log-slower-than', 0)
+    try:
+        stamps = run_c('handoff', sock, rounds, 'observe')
+    finally:
+        client.config_set('slowlog-log-slower-than', 10000)
+    server = script_times(client)
+    client.slowlog_reset()
+    published = stamps['published']
+    after = [h - p for h, p in zip(stamps['handoff'], published)]
+    print()
+    print('Where the C hand-off goes (a third process subscribed to the wake-up channel; '
+          'the server slow log at threshold 0), p50:')
+    print()
+    print('| step | p50 | p99 |')
+    print('| --- | --- | --- |')
+    rows = [('release called -> wake-up reaches a subscriber', published),
+            ('wake-up reaches a subscriber -> waiter holds the lock', after),
+            ('whole hand-off (this pass)', stamps['handoff']),
+            ("holder's release call, start to return", stamps['release'])]
+    for label, values in rows:
+        print('| %s | %.0f µs | %.0f µs |' % (label, statistics.median(values), percentile(values, 99)))
+    if script_mean is not None:
+        print('| server time of one lock script, mean of all calls in the C hand-off above '
+              '(commandstats, no slow log) | %.0f µs (mean) | |' % script_mean)
+    # With the slow log on, the commands inside a script are logged too,
+    # which lengthens the script: these are upper bounds.
+    for name in ('release', 'acquire', 'PUBLISH', 'SET', 'UNSUBSCRIBE', 'SUBSCRIBE'):
+        if name in server:
+            print('| server time of one %s%s (%d calls, slow log on) | %.0f µs | %.0f µs |' % (
+                name, ' script' if name.islower() else '', len(server[name]),
+                statistics.median(server[name]), percentile(server[name], 99)))
+
+
+# ------------------------------------------------------------------ main
+
+def option(name, default, kind=int):
+    if name in sys.argv:
+        return kind(sys.argv[sys.argv.index(name) + 1])
+    return default
+
+
+LABELS = {
+    'porta': 'portalock PortaRedisLock, Python',
+    'porta-c': 'portalock PortaRedisLock, C',
+    'floor': 'floor: hiredis PUBLISH → subscriber, + SET (C)',
+    'redis-py': 'redis-py Lock (Python)',
+    'portalocker': 'portalocker RedisLock (Python)',
+}
+
+
 def main():
-    rounds = 50
-    if '--rounds' in sys.argv:
-        rounds = int(sys.argv[sys.argv.index('--rounds') + 1])
+    rounds = option('--rounds', 50)
     folder = tempfile.mkdtemp(prefix='porta-bench-redis-')
     sock = os.path.join(folder, 'redis.sock')
     server = subprocess.Popen(['redis-server', '--port', '0', '--unixsocket', sock,
                                '--unixsocketperm', '700', '--dir', folder, '--save', '',
-                               '--appendonly', 'no'], stdout=subprocess.DEVNULL)
+                               '--appendonly', 'no'],
+                              stdout=subprocess.DEVNULL)
     try:
         for _ in range(500):
             if os.path.exists(sock):
                 break
             time.sleep(0.02)
-        print('Redis locks, one local redis-server 7 on a Unix socket; %d rounds each' % rounds)
+        version = redis.Redis(unix_socket_path=sock).info('server')['redis_version']
+        print('Redis locks, one local redis-server %s on a Unix socket; %d rounds each, '
+              '%d CPUs, load average %.2f at the start'
+              % (version, rounds, os.cpu_count(), os.getloadavg()[0]))
         print()
-        print('| lock | hand-off p50 | hand-off p99 | SIGKILL takeover p50 | commands/s, 1 holder + 1 waiter |')
-        print('| --- | --- | --- | --- | --- |')
+        floor = None
+        if c_helper():
+            handoffs = {}
+            handoffs['floor'] = run_c('floor', sock, rounds * 4)['handoff']
+            stats = redis.Redis(unix_socket_path=sock)
+            stats.config_resetstat()
+            handoffs['porta-c'] = run_c('handoff', sock, rounds * 4)['handoff']
+            script_mean = stats.info('commandstats').get('cmdstat_evalsha', {}).get('usec_per_call')
+            floor = statistics.median(handoffs['floor'])
+            print('| hand-off, C processes | p50 | p99 | p50 vs the floor | target |')
+            print('| --- | --- | --- | --- | --- |')
+            for side in ('floor', 'porta-c'):
+                values = handoffs[side]
+                print('| %s | %.0f µs | %.0f µs | %.2fx | %s |' % (
+                    LABELS[side], statistics.median(values), percentile(values, 99),
+                    statistics.median(values) / floor,
+                    '< 1 ms / < 5 ms' if side == 'porta-c' else ''))
+            print()
+        else:
+            print('(no C rows: PORTALOCK_REDIS_BENCH does not name bench/portalock-redis-bench)')
+            print()
+        print('| lock | hand-off p50 | hand-off p99 | p50 vs the C floor | SIGKILL takeover p50 | commands/s, 1 holder + 1 waiter |')
+        print('| --- | --- | --- | --- | --- | --- |')
         for side in ('porta', 'redis-py', 'portalocker'):
             handoffs = hand_off(side, sock, rounds)
             takeovers = takeover(side, sock, max(5, rounds // 5))
             rate = command_rate(side, sock)
-            print('| %s | %.2f ms | %.2f ms | %.1f ms | %.1f |' % (
+            print('| %s | %.2f ms | %.2f ms | %s | %.1f ms | %.1f |' % (
                 SIDES[side].label, statistics.median(handoffs), percentile(handoffs, 99),
+                '%.1fx' % (statistics.median(handoffs) * 1000 / floor) if floor else '-',
                 statistics.median(takeovers), rate), flush=True)
+        if c_helper():
+            breakdown(sock, rounds * 2, script_mean)
     finally:
         server.terminate()
         server.wait()

@@ -30,5 +30,6 @@ if grep -q 'PORTA_HAS_REDIS_LOCK 1' "$builddir/portalock/porta-features.h" &&
    [[ -f $builddir/portalock/Porta-1.typelib ]]; then
   echo
   GI_TYPELIB_PATH="$builddir/portalock" LD_LIBRARY_PATH="$builddir/portalock" \
+    PORTALOCK_REDIS_BENCH="$builddir/bench/portalock-redis-bench" \
     /usr/bin/python3 bench/bench_redis.py
 fi
