@@ -21,16 +21,21 @@
 #   commands/s   redis-server's total_commands_processed (commands run
 #                inside scripts count) and its calls from clients, per
 #                second, while one process holds and one waits
+#   contention   100 processes take turns on one lock for a fixed time,
+#                each incrementing a counter kept in a file under the
+#                lock: acquires per second, and the counter checked
+#                against the acquisitions the processes counted
 #
 # Run it with build-aux/bench.sh, or by hand with GI_TYPELIB_PATH and
 # LD_LIBRARY_PATH pointing at a built portalock/ folder (and
 # PORTALOCK_REDIS_BENCH at its bench/portalock-redis-bench for the C rows).
 #
-#   bench_redis.py [--rounds N]
+#   bench_redis.py [--rounds N] [--procs N] [--seconds S]
 
 import hashlib
 import json
 import os
+import resource
 import shutil
 import signal
 import statistics
@@ -44,7 +49,7 @@ import redis
 import gi
 
 gi.require_version('Porta', '1')
-from gi.repository import Porta  # noqa: E402
+from gi.repository import Gio, GLib, Porta  # noqa: E402
 
 
 # ------------------------------------------------------------ the locks
@@ -302,6 +307,163 @@ def breakdown(sock, rounds, script_mean):
                 statistics.median(server[name]), percentile(server[name], 99)))
 
 
+# ----------------------------------------- 100 processes, one lock, a counter
+
+def contend_child(side, sock, name, counter, seconds, go_r, out_w):
+    """One Python contender, forked: connects, says so, waits for the start
+    (the parent closes the pipe), then takes turns until @seconds pass."""
+    lock = SIDES[side](sock, name)
+    try:
+        if side == 'porta':
+            if lock.lock.acquire(0, None):
+                lock.release()
+        elif side == 'redis-py':
+            if lock.lock.acquire(blocking=False):
+                lock.release()
+        else:
+            lock.lock.connection.ping()
+    except Exception:  # taken: the connection is made all the same
+        pass
+    os.write(out_w, b'r')
+    os.read(go_r, 1)
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    cpu_start = usage.ru_utime + usage.ru_stime
+    deadline = time.monotonic() + seconds
+    n, last, error = 0, 0.0, None
+    try:
+        while True:
+            left = deadline - time.monotonic()
+            if left < 0.001:
+                break
+            if side == 'porta':
+                try:
+                    lock.lock.acquire(int(left * 1000), None)
+                except GLib.Error as e:
+                    if e.matches(Gio.io_error_quark(), Gio.IOErrorEnum.TIMED_OUT):
+                        break
+                    raise
+            elif side == 'redis-py':
+                if not lock.lock.acquire(blocking=True, blocking_timeout=left):
+                    break
+            else:
+                import portalocker
+                try:
+                    lock.lock.acquire(timeout=left)
+                except portalocker.exceptions.AlreadyLocked:
+                    break
+            fd = os.open(counter, os.O_RDWR | os.O_CREAT, 0o644)
+            value = int(os.read(fd, 32) or b'0') + 1
+            os.lseek(fd, 0, os.SEEK_SET)
+            os.ftruncate(fd, 0)
+            os.write(fd, b'%d' % value)
+            os.close(fd)
+            lock.release()
+            last = time.monotonic()
+            n += 1
+    except Exception as e:
+        error = '%s: %s' % (type(e).__name__, e)
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    os.write(out_w, (json.dumps({'acquired': n, 'last': last * 1e6, 'error': error,
+                                 'cpu': usage.ru_utime + usage.ru_stime - cpu_start})
+                      + '\n').encode())
+    os._exit(0)
+
+
+def contention(side, sock, procs, seconds, folder):
+    """@procs processes on one lock for @seconds: acquisitions per second
+    from the start to the last release, and the counter's check."""
+    name = 'bench-contend-%s' % side
+    counter = os.path.join(folder, name + '.count')
+    if os.path.exists(counter):
+        os.unlink(counter)
+    children, results = [], []
+    limit = time.monotonic() + seconds + 120    # the whole figure's bound
+    client = redis.Redis(unix_socket_path=sock)
+
+    def server_cpu():
+        info = client.info('cpu')
+        return info['used_cpu_user'] + info['used_cpu_sys']
+
+    try:
+        if side == 'porta-c':
+            for _ in range(procs):
+                p = subprocess.Popen([c_helper(), 'contend', sock, name, counter, str(seconds),
+                                      '1000000'],
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+                children.append(p)
+                if p.stdout.readline().strip() != 'ready':
+                    raise RuntimeError('a C contender did not start')
+            cpu_before = server_cpu()
+            start = time.monotonic()
+            for p in children:
+                p.stdin.write('g')
+                p.stdin.flush()
+            for p in children:
+                line = p.stdout.readline()
+                p.wait(timeout=max(1, limit - time.monotonic()))
+                if line.strip():
+                    results.append(json.loads(line))
+        else:
+            go_r, go_w = os.pipe()
+            out_r, out_w = os.pipe()
+            for _ in range(procs):
+                pid = os.fork()
+                if pid == 0:
+                    os.close(go_w)
+                    os.close(out_r)
+                    try:
+                        contend_child(side, sock, name, counter, seconds, go_r, out_w)
+                    finally:
+                        os._exit(1)
+                children.append(pid)
+            os.close(go_r)
+            os.close(out_w)
+            ready = 0
+            while ready < procs:
+                got = os.read(out_r, procs - ready)
+                if not got:
+                    raise RuntimeError('a contender died before the start')
+                ready += len(got)
+            cpu_before = server_cpu()
+            start = time.monotonic()
+            os.close(go_w)    # every contender starts now
+            with os.fdopen(out_r) as out:
+                for line in out:
+                    results.append(json.loads(line))
+                    if time.monotonic() > limit:
+                        break
+            for pid in children:
+                os.waitpid(pid, 0)
+            children = []
+    finally:
+        # Anything still running past the bound is killed.
+        for c in children:
+            try:
+                if isinstance(c, int):
+                    os.kill(c, signal.SIGKILL)
+                    os.waitpid(c, 0)
+                elif c.poll() is None:
+                    c.kill()
+                    c.wait()
+            except (ProcessLookupError, ChildProcessError):
+                pass
+    server = server_cpu() - cpu_before
+    total = sum(r['acquired'] for r in results)
+    cpu = sum(r.get('cpu', 0) for r in results)
+    last = max((r['last'] for r in results if r['acquired']), default=start * 1e6)
+    try:
+        with open(counter) as f:
+            count = int(f.read() or 0)
+    except FileNotFoundError:
+        count = 0
+    errors = [r['error'] for r in results if r.get('error')]
+    return {'rate': total / max(1e-6, last / 1e6 - start), 'total': total, 'count': count,
+            'finished': len(results), 'errors': errors,
+            'cpu_ms': cpu * 1000 / max(1, total), 'server_ms': server * 1000 / max(1, total),
+            'fewest': min((r['acquired'] for r in results), default=0),
+            'most': max((r['acquired'] for r in results), default=0)}
+
+
 # ------------------------------------------------------------------ main
 
 def option(name, default, kind=int):
@@ -321,11 +483,13 @@ LABELS = {
 
 def main():
     rounds = option('--rounds', 50)
+    procs = option('--procs', 100)
+    seconds = option('--seconds', 5.0, float)
     folder = tempfile.mkdtemp(prefix='porta-bench-redis-')
     sock = os.path.join(folder, 'redis.sock')
     server = subprocess.Popen(['redis-server', '--port', '0', '--unixsocket', sock,
                                '--unixsocketperm', '700', '--dir', folder, '--save', '',
-                               '--appendonly', 'no'],
+                               '--appendonly', 'no', '--maxclients', '4000'],
                               stdout=subprocess.DEVNULL)
     try:
         for _ in range(500):
@@ -370,6 +534,30 @@ def main():
                 statistics.median(takeovers), rate), flush=True)
         if c_helper():
             breakdown(sock, rounds * 2, script_mean)
+
+        print()
+        print('%d processes contending for one lock for %.0f s, each incrementing a counter '
+              'in a file under the lock:' % (procs, seconds))
+        print()
+        print('| lock | acquires/s | vs redis-py | acquisitions | counter | per process, fewest .. most '
+              '| CPU per acquisition: contenders / redis-server |')
+        print('| --- | --- | --- | --- | --- | --- | --- |')
+        base = None
+        for side in ('redis-py', 'porta', 'porta-c', 'portalocker'):
+            if side == 'porta-c' and not c_helper():
+                continue
+            r = contention(side, sock, procs, seconds, folder)
+            if side == 'redis-py':
+                base = r['rate']
+            check = 'exact' if r['count'] == r['total'] else 'WRONG: %d' % r['count']
+            if r['finished'] < procs:
+                check += ', %d of %d processes did not finish' % (procs - r['finished'], procs)
+            print('| %s | %.0f | %s | %d | %s | %d .. %d | %.2f ms / %.2f ms |' % (
+                LABELS[side], r['rate'], '%.2fx' % (r['rate'] / base) if base else '-',
+                r['total'], check, r['fewest'], r['most'], r['cpu_ms'], r['server_ms']),
+                flush=True)
+            for e in sorted(set(r['errors']))[:3]:
+                print('|   error in %d process(es): %s | | | | | | |' % (r['errors'].count(e), e))
     finally:
         server.terminate()
         server.wait()

@@ -4,29 +4,36 @@
  *
  * bench_redis.py starts the redis-server and runs this program for the
  * figures that need a C caller: what the hand-off costs without Python
- * and PyGObject, and the floor a pushed hand-off cannot beat (one PUBLISH
- * delivered, then one round trip, by hiredis's blocking API in one
- * thread).
+ * and PyGObject, the floor a pushed hand-off cannot beat (one PUBLISH
+ * delivered, then one round trip, by hiredis's blocking API in one thread),
+ * and a C worker of the 100-process contention figure.
  *
  *   portalock-redis-bench handoff SOCKET ROUNDS [observe]
  *   portalock-redis-bench floor SOCKET ROUNDS
+ *   portalock-redis-bench contend SOCKET NAME COUNTER_FILE SECONDS MAX
  *
  * handoff and floor print one JSON object of lists, in µs of
  * CLOCK_MONOTONIC, one element a round: "handoff" (holder stamps, then
  * releases; waiter blocked in acquire stamps once it holds), "release"
  * (the holder's release call returned) and, with observe, "published" (a
  * third process, a hiredis subscriber of the lock's wake-up channel, got
- * the release's wake-up).
+ * the release's wake-up). contend waits for a byte on stdin after saying
+ * "ready", then acquires and releases until SECONDS have passed or MAX
+ * acquisitions, incrementing the number in COUNTER_FILE under the lock,
+ * and prints how many it made, when its last release ended and the CPU
+ * time it used from the start on (all its threads).
  */
 
 #include "config.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -296,6 +303,90 @@ floor_main (const char *socket_path, int rounds)
   return 0;
 }
 
+/* Adds one to the number in @path, as the Python contenders do: read,
+ * rewrite in place (no fsync, no rename). */
+static gboolean
+increment_counter (const char *path)
+{
+  char text[32] = { 0 };
+  int fd = open (path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  ssize_t n;
+  int len;
+
+  if (fd < 0)
+    return FALSE;
+  n = read (fd, text, sizeof text - 1);
+  len = g_snprintf (text, sizeof text, "%" G_GINT64_FORMAT,
+                    (n > 0 ? g_ascii_strtoll (text, NULL, 10) : 0) + 1);
+  if (n < 0 || lseek (fd, 0, SEEK_SET) != 0 || ftruncate (fd, 0) != 0 ||
+      write (fd, text, len) != len)
+    {
+      close (fd);
+      return FALSE;
+    }
+  return close (fd) == 0;
+}
+
+/* CPU time of the process, all its threads. */
+static double
+cpu_seconds (void)
+{
+  struct rusage usage;
+
+  getrusage (RUSAGE_SELF, &usage);
+  return usage.ru_utime.tv_sec + usage.ru_utime.tv_usec / 1e6 +
+         usage.ru_stime.tv_sec + usage.ru_stime.tv_usec / 1e6;
+}
+
+static int
+contend_main (const char *socket_path, const char *name, const char *counter,
+              double seconds, int max)
+{
+  g_autofree char *uri = g_strconcat ("unix://", socket_path, NULL);
+  g_autoptr(PortaRedisLock) lock = porta_redis_lock_new (uri, name, PORTA_LOCK_MODE_EXCLUSIVE);
+  double deadline, last = 0, cpu_start;
+  int n = 0;
+  char c;
+
+  /* Connect before the start: a try that may find the lock taken. */
+  if (porta_redis_lock_acquire (lock, 0, NULL, NULL))
+    porta_redis_lock_release (lock, NULL);
+  g_print ("ready\n");
+  if (read (STDIN_FILENO, &c, 1) != 1)
+    return 1;
+  cpu_start = cpu_seconds ();
+  deadline = now_us () + seconds * 1e6;
+  while (n < max)
+    {
+      g_autoptr(GError) error = NULL;
+      double left_ms = (deadline - now_us ()) / 1000;
+      if (left_ms < 1)
+        break;
+      if (!porta_redis_lock_acquire (lock, (int) left_ms, NULL, &error))
+        {
+          if (g_error_matches (error, G_IO_ERROR, G_IO_ERROR_TIMED_OUT))
+            break;
+          g_printerr ("contend: %s\n", error->message);
+          return 1;
+        }
+      if (!increment_counter (counter))
+        {
+          g_printerr ("contend: cannot update %s: %s\n", counter, g_strerror (errno));
+          return 1;
+        }
+      if (!porta_redis_lock_release (lock, &error))
+        {
+          g_printerr ("contend: %s\n", error->message);
+          return 1;
+        }
+      last = now_us ();
+      n++;
+    }
+  g_print ("{\"acquired\": %d, \"last\": %.1f, \"cpu\": %.6f}\n", n, last,
+           cpu_seconds () - cpu_start);
+  return 0;
+}
+
 int
 main (int argc, char **argv)
 {
@@ -303,6 +394,9 @@ main (int argc, char **argv)
     return handoff_main (argv[2], atoi (argv[3]), argc > 4 && g_str_equal (argv[4], "observe"));
   if (argc == 4 && g_str_equal (argv[1], "floor"))
     return floor_main (argv[2], atoi (argv[3]));
-  g_printerr ("usage: %s handoff SOCKET ROUNDS [observe] | floor SOCKET ROUNDS\n", argv[0]);
+  if (argc == 7 && g_str_equal (argv[1], "contend"))
+    return contend_main (argv[2], argv[3], argv[4], g_ascii_strtod (argv[5], NULL), atoi (argv[6]));
+  g_printerr ("usage: %s handoff SOCKET ROUNDS [observe] | floor SOCKET ROUNDS |"
+              " contend SOCKET NAME COUNTER_FILE SECONDS MAX\n", argv[0]);
   return 2;
 }
