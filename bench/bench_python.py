@@ -11,10 +11,14 @@ fcntl.flock() is the baseline.
 
 Run from a build tree:
   GI_TYPELIB_PATH=_build/portalock LD_LIBRARY_PATH=_build/portalock \\
-      /usr/bin/python3 bench/bench_python.py
+      /usr/bin/python3 bench/bench_python.py [--samples FILE]
+
+--samples writes every hand-off time (µs) to FILE as JSON, for
+bench/plot_handoff.py.
 """
 
 import fcntl
+import json
 import os
 import statistics
 import sys
@@ -113,6 +117,10 @@ def main():
                 path, 40, fl_acquire, lambda lk: lk.release())
         except ImportError:
             print('filelock is not installed (Debian: python3-filelock)', file=sys.stderr)
+
+    if '--samples' in sys.argv:
+        with open(sys.argv[sys.argv.index('--samples') + 1], 'w') as f:
+            json.dump({'group': 'File locks, Python waiter', 'unit': 'us', 'series': results}, f)
 
     base = statistics.median(results['fcntl.flock() waiter'])
     porta = statistics.median(results['Porta.Lock.acquire(10000)'])

@@ -30,7 +30,10 @@
 # LD_LIBRARY_PATH pointing at a built portalock/ folder (and
 # PORTALOCK_REDIS_BENCH at its bench/portalock-redis-bench for the C rows).
 #
-#   bench_redis.py [--rounds N] [--procs N] [--seconds S]
+#   bench_redis.py [--rounds N] [--procs N] [--seconds S] [--samples FILE]
+#
+# --samples writes every hand-off time (µs) to FILE as JSON, for
+# bench/plot_handoff.py.
 
 import hashlib
 import json
@@ -485,12 +488,14 @@ def main():
     rounds = option('--rounds', 50)
     procs = option('--procs', 100)
     seconds = option('--seconds', 5.0, float)
+    samples_file = option('--samples', None, str)
     folder = tempfile.mkdtemp(prefix='porta-bench-redis-')
     sock = os.path.join(folder, 'redis.sock')
     server = subprocess.Popen(['redis-server', '--port', '0', '--unixsocket', sock,
                                '--unixsocketperm', '700', '--dir', folder, '--save', '',
                                '--appendonly', 'no', '--maxclients', '4000'],
                               stdout=subprocess.DEVNULL)
+    samples = {}
     try:
         for _ in range(500):
             if os.path.exists(sock):
@@ -514,6 +519,7 @@ def main():
             print('| --- | --- | --- | --- | --- |')
             for side in ('floor', 'porta-c'):
                 values = handoffs[side]
+                samples[LABELS[side]] = values
                 print('| %s | %.0f µs | %.0f µs | %.2fx | %s |' % (
                     LABELS[side], statistics.median(values), percentile(values, 99),
                     statistics.median(values) / floor,
@@ -526,6 +532,7 @@ def main():
         print('| --- | --- | --- | --- | --- | --- |')
         for side in ('porta', 'redis-py', 'portalocker'):
             handoffs = hand_off(side, sock, rounds)
+            samples[LABELS[side]] = [t * 1000 for t in handoffs]
             takeovers = takeover(side, sock, max(5, rounds // 5))
             rate = command_rate(side, sock)
             print('| %s | %.2f ms | %.2f ms | %s | %.1f ms | %.1f |' % (
@@ -562,6 +569,9 @@ def main():
         server.terminate()
         server.wait()
         shutil.rmtree(folder, ignore_errors=True)
+    if samples_file:
+        with open(samples_file, 'w') as f:
+            json.dump({'group': 'Redis locks', 'unit': 'us', 'series': samples}, f)
 
 
 if __name__ == '__main__':
