@@ -103,6 +103,9 @@ end
 local blocked, first = false, true
 local waiters = redis.call('ZRANGE', q, 0, -1)
 for _, tok in ipairs(waiters) do
+  -- Behind a waiter that blocks the caller nothing changes the answer;
+  -- dead waiters there are dropped when wake_next() reaches them.
+  if blocked then break end
   local info = redis.call('HGET', w, tok) or 'x|0||0'
   local m, c, l, deadline = string.match(info, '^([^|]*)|([^|]*)|([^|]*)|([^|]*)$')
   if tok ~= token then
@@ -110,7 +113,7 @@ for _, tok in ipairs(waiters) do
       redis.call('ZREM', q, tok)
       redis.call('HDEL', w, tok)
       freed = true
-    elseif not blocked then
+    else
       first = false
       if can_go(m, tonumber(c), count, excl) then
         count = count + 1
