@@ -16,6 +16,7 @@
 #include "porta-i18n-private.h"
 #include "porta-lock.h"
 #include "porta-redis-client-private.h"
+#include "porta-redis-cluster-private.h"
 
 /* Threads. Every connection of the process, and everything that reads or
  * changes their state (pending replies, subscriptions, waits, leases),
@@ -63,10 +64,7 @@ typedef struct _Conn Conn;
 typedef struct _Link Link;
 typedef struct _Op   Op;
 
-typedef void (*ReplyFunc) (PortaRedisClient *client,
-                           redisReply       *reply,  /* NULL on @error */
-                           const GError     *error,
-                           gpointer          data);
+typedef PortaRedisReplyFunc ReplyFunc;
 
 typedef struct
 {
@@ -143,6 +141,12 @@ struct _PortaRedisClient
   GHashTable   *channels;     /* name -> Channel */
   guint         channel_serial;
   GList        *holds;
+
+  /* A Redis Cluster (porta-redis-cluster.c): the client of its URI routes
+   * each wait to a node client, one per master in use, whose waits use
+   * sharded pub/sub; its own connections stay unused. */
+  PortaRedisCluster *cluster;
+  gboolean      sharded;
 };
 
 struct _PortaRedisHold
@@ -212,6 +216,15 @@ struct _Op
   PortaRedisHold    *grant;
   Conn              *portalocker;
   GSource           *portalocker_source;
+
+  /* On a cluster: the client of its URI; ->client is then the node of
+   * ->slot, changed when the wait is routed again. */
+  PortaRedisClient  *route;
+  guint              slot;
+  gboolean           routing;      /* waiting for the map or for a retry */
+  gboolean           reroute;      /* route again when the ACQUIRE returns */
+  gint64             trouble_since;
+  GSource           *route_source;
 };
 
 static GMutex        registry_mutex;
@@ -221,6 +234,7 @@ static GMainLoop    *worker_loop;
 static guint         n_alive;        /* clients and links not yet freed */
 
 static void client_free_fields  (PortaRedisClient *client);
+static void client_init_worker_part (PortaRedisClient *client);
 static void conn_send           (Conn *conn, int argc, const char **argv, const gsize *lens,
                                  ReplyFunc func, gpointer data);
 static void conn_drop           (Conn *conn, const GError *error);
@@ -249,6 +263,10 @@ portalocker_can_name (const char *channel)
       return FALSE;
   return TRUE;
 }
+static void client_shard_channel_gone (PortaRedisClient *client, const char *name);
+static gboolean op_route_on_trouble   (Op *op, const redisReply *reply, const GError *error);
+static void op_fail                   (Op *op, GError *error);
+static gboolean cluster_reply_is_transient (const char *text);
 
 /* Runs @func in @context's thread. Never g_main_context_invoke(): it runs
  * the function at once in the calling thread whenever nobody owns
@@ -635,6 +653,16 @@ conn_dispatch (Conn       *conn,
 {
   Cmd *cmd;
 
+  if (conn->subscriber && conn->client->sharded && reply->type == REDIS_REPLY_ARRAY &&
+      reply->elements == 3 && reply->element[0]->type == REDIS_REPLY_STRING &&
+      reply->element[1]->type == REDIS_REPLY_STRING &&
+      strcmp (reply->element[0]->str, "sunsubscribe") == 0)
+    {
+      /* Never a reply (SUNSUBSCRIBE is sent expecting none): the node gave
+       * the channel's slot away, or this answers an unsubscription. */
+      client_shard_channel_gone (conn->client, reply->element[1]->str);
+      return;
+    }
   if (conn->subscriber && reply->type == REDIS_REPLY_ARRAY && reply->elements == 3 &&
       reply->element[0]->type == REDIS_REPLY_STRING &&
       strcmp (reply->element[0]->str, "message") == 0 && conn->channel != NULL)
@@ -644,7 +672,8 @@ conn_dispatch (Conn       *conn,
     }
   if (conn->subscriber && reply->type == REDIS_REPLY_ARRAY && reply->elements == 3 &&
       reply->element[0]->type == REDIS_REPLY_STRING &&
-      strcmp (reply->element[0]->str, "message") == 0)
+      (strcmp (reply->element[0]->str, "message") == 0 ||
+       (conn->client->sharded && strcmp (reply->element[0]->str, "smessage") == 0)))
     {
       Channel *channel = g_hash_table_lookup (conn->client->channels,
                                               reply->element[1]->str);
@@ -744,7 +773,10 @@ conn_put (Conn *conn,
           Cmd  *cmd)
 {
   g_byte_array_append (conn->link->out, (const guint8 *) cmd->buf, cmd->len);
-  g_queue_push_tail (&conn->pending, cmd);
+  if (cmd->func == NULL)
+    cmd_free (cmd);   /* a command that gets no reply of its own */
+  else
+    g_queue_push_tail (&conn->pending, cmd);
 }
 
 static Cmd *
@@ -1043,7 +1075,8 @@ conn_drop (Conn         *conn,
     {
       Cmd *cmd = l->data;
 
-      cmd->func (client, NULL, error, cmd->data);
+      if (cmd->func != NULL)
+        cmd->func (client, NULL, error, cmd->data);
       cmd_free (cmd);
     }
   g_list_free (queued.head);
@@ -1112,6 +1145,10 @@ script_call_send (PortaRedisClient *client,
   conn_send (&client->cmd, call->argc, argv, lens, script_reply, call);
 }
 
+/* The last argument of every script: "1" when wake-ups go out with
+ * SPUBLISH (a cluster node), "0" for PUBLISH. */
+#define SHARDED_ARG(client) ((client)->sharded ? "1" : "0")
+
 /* Runs script @id with @n_keys keys then the arguments, NULL-terminated. */
 static void
 script_run (PortaRedisClient *client,
@@ -1171,7 +1208,7 @@ channel_subscribed (PortaRedisClient *client,
 
           set_reply_error (client, reply, &local_error);
           for (GList *l = ops; l != NULL; l = l->next)
-            if (!((Op *) l->data)->done)
+            if (!((Op *) l->data)->done && !op_route_on_trouble (l->data, reply, NULL))
               op_finish (l->data, NULL, g_error_copy (local_error));
           g_list_free (ops);
         }
@@ -1222,7 +1259,7 @@ op_subscribe (Op *op)
   op->subscribed = TRUE;
   if (channel == NULL)
     {
-      const char *argv[2] = { "SUBSCRIBE", op->wake };
+      const char *argv[2] = { client->sharded ? "SSUBSCRIBE" : "SUBSCRIBE", op->wake };
       ChannelRef *ref = g_new0 (ChannelRef, 1);
 
       channel = g_new0 (Channel, 1);
@@ -1258,9 +1295,11 @@ op_unsubscribe (Op *op)
     {
       if (client->sub.link != NULL)
         {
-          const char *argv[2] = { "UNSUBSCRIBE", op->wake };
+          const char *argv[2] = { client->sharded ? "SUNSUBSCRIBE" : "UNSUBSCRIBE", op->wake };
 
-          conn_send (&client->sub, 2, argv, NULL, ignore_reply, NULL);
+          /* A sunsubscribe may also come unasked (client_shard_channel_gone()):
+           * none is taken for a reply. */
+          conn_send (&client->sub, 2, argv, NULL, client->sharded ? NULL : ignore_reply, NULL);
         }
       g_hash_table_remove (client->channels, op->wake);
     }
@@ -1287,14 +1326,15 @@ client_subscriber_dropped (PortaRedisClient *client,
   g_list_free (holds);
 
   /* Waits fail: their place in line was kept alive by the same
-   * connection. */
+   * connection. On a cluster they go on with the slot's master, which may
+   * be another node now (a failover). */
   waiters = g_steal_pointer (&client->live_waiters);
   for (GList *l = waiters; l != NULL; l = l->next)
     {
       Op *op = l->data;
 
       if (!op->done)
-        op_finish (op, NULL, g_error_copy (error));
+        op_fail (op, g_error_copy (error));
       op_unref (op);
     }
   g_list_free (waiters);
@@ -1305,7 +1345,7 @@ client_subscriber_dropped (PortaRedisClient *client,
 
       for (GList *o = ops; o != NULL; o = o->next)
         if (!((Op *) o->data)->done)
-          op_finish (o->data, NULL, g_error_copy (error));
+          op_fail (o->data, g_error_copy (error));
       g_list_free (ops);
     }
   g_list_free (channels);
@@ -1324,6 +1364,7 @@ client_free_in_worker (gpointer data)
   conn_drop (&client->cmd, error);
   conn_drop (&client->sub, error);
   g_assert (client->holds == NULL && client->live_waiters == NULL);
+  g_clear_pointer (&client->cluster, porta_redis_cluster_free);
   g_hash_table_unref (client->channels);
   g_free (client->liveness);
   g_main_context_unref (client->context);
@@ -1384,8 +1425,17 @@ porta_redis_client_get (const char    *uri,
   client = g_new0 (PortaRedisClient, 1);
   client->ref_count = 1;
   client->key = g_steal_pointer (&key);
-  client->display_uri = porta_redis_display_uri (uri);
-  if (!client_parse_uri (client, uri, error))
+  if (porta_redis_cluster_is_uri (uri))
+    {
+      client->display_uri = porta_redis_cluster_display_uri (uri);
+      client->cluster = porta_redis_cluster_new (client, uri, client->display_uri,
+                                                 &client->user, &client->password,
+                                                 &client->tls, error);
+    }
+  else
+    client->display_uri = porta_redis_display_uri (uri);
+  if (client->cluster == NULL && (porta_redis_cluster_is_uri (uri) ||
+                                  !client_parse_uri (client, uri, error)))
     {
       g_mutex_unlock (&registry_mutex);
       client_free_fields (client);
@@ -1393,6 +1443,16 @@ porta_redis_client_get (const char    *uri,
     }
   if (database != NULL)
     client->database = g_object_ref (database);
+  client_init_worker_part (client);
+  g_hash_table_insert (registry, client->key, client);
+  g_mutex_unlock (&registry_mutex);
+  return client;
+}
+
+/* Under registry_mutex. */
+static void
+client_init_worker_part (PortaRedisClient *client)
+{
   client->cmd.client = client;
   client->sub.client = client;
   client->sub.subscriber = TRUE;
@@ -1409,9 +1469,47 @@ porta_redis_client_get (const char    *uri,
     }
   n_alive++;
   client->context = g_main_context_ref (worker_context);
-  g_hash_table_insert (registry, client->key, client);
+}
+
+PortaRedisClient *
+porta_redis_client_new_node (PortaRedisClient *front,
+                             const char       *host,
+                             guint16           port)
+{
+  PortaRedisClient *client = g_new0 (PortaRedisClient, 1);
+  g_autofree char *bracketed = strchr (host, ':') != NULL ? g_strdup_printf ("[%s]", host)
+                                                          : g_strdup (host);
+
+  client->ref_count = 1;
+  client->display_uri = g_strdup_printf ("%s://%s:%u", front->tls ? "rediss" : "redis",
+                                         bracketed, port);
+  client->tls = front->tls;
+  client->host = g_strdup (host);
+  client->port = port;
+  client->user = g_strdup (front->user);
+  client->password = g_strdup (front->password);
+  client->database = front->database != NULL ? g_object_ref (front->database) : NULL;
+  client->sharded = TRUE;
+  g_mutex_lock (&registry_mutex);
+  client_init_worker_part (client);
   g_mutex_unlock (&registry_mutex);
   return client;
+}
+
+const char *
+porta_redis_client_get_host (PortaRedisClient *client)
+{
+  return client->host;
+}
+
+void
+porta_redis_client_command (PortaRedisClient     *client,
+                            int                   argc,
+                            const char          **argv,
+                            PortaRedisReplyFunc   func,
+                            gpointer              data)
+{
+  conn_send (&client->cmd, argc, argv, NULL, func, data);
 }
 
 PortaRedisClient *
@@ -1430,7 +1528,7 @@ porta_redis_client_unref (PortaRedisClient *client)
 
   g_mutex_lock (&registry_mutex);
   last = --client->ref_count == 0;
-  if (last)
+  if (last && client->key != NULL)   /* a cluster's node client is not there */
     g_hash_table_remove (registry, client->key);
   g_mutex_unlock (&registry_mutex);
   if (last)
@@ -1565,6 +1663,13 @@ renew_reply (PortaRedisClient *client,
       if (error != NULL)
         local_error = g_error_new (error->domain, error->code,
                                    _("Cannot renew the lease: %s"), error->message);
+      else if (reply->type == REDIS_REPLY_ERROR && client->sharded &&
+               cluster_reply_is_transient (reply->str))
+        local_error = g_error_new (G_IO_ERROR, G_IO_ERROR_NOT_CONNECTED,
+                                   _("Its node of the Redis cluster, %s, does not serve it "
+                                     "any more (%s): another client may hold it on the "
+                                     "node that does"),
+                                   client->display_uri, reply->str);
       else if (reply->type == REDIS_REPLY_ERROR)
         {
           set_reply_error (client, reply, &local_error);
@@ -1592,7 +1697,7 @@ renew_send (PortaRedisHold *hold)
   hold->renewing = TRUE;
   lease = g_strdup_printf ("%u", hold->lease_ms);
   script_run (hold->client, SCRIPT_RENEW, hold->keys, 4, renew_reply, hold_ref (hold),
-              hold->token, lease, hold->wake, NULL);
+              hold->token, lease, hold->wake, SHARDED_ARG (hold->client), NULL);
 }
 
 static gboolean
@@ -1764,6 +1869,12 @@ release_reply (PortaRedisClient *client,
 
   if (error != NULL)
     call->error = g_error_copy (error);
+  else if (reply->type == REDIS_REPLY_ERROR && client->sharded &&
+           cluster_reply_is_transient (reply->str))
+    call->error = g_error_new (PORTA_LOCK_ERROR, PORTA_LOCK_ERROR_NOT_HELD,
+                               _("its node of the Redis cluster does not serve it any "
+                                 "more, and another client may have taken it on the node "
+                                 "that does"));
   else if (reply->type == REDIS_REPLY_ERROR)
     set_reply_error (client, reply, &call->error);
   else if (reply->type != REDIS_REPLY_INTEGER || reply->integer != 1)
@@ -1784,7 +1895,7 @@ release_unsubscribed (PortaRedisClient *client,
   /* Whatever the answer, closing the connection ends the subscription. */
   portalocker_close (g_steal_pointer (&call->portalocker));
   script_run (client, SCRIPT_RELEASE, hold->keys, 4, release_reply, call,
-              hold->token, hold->wake, NULL);
+              hold->token, hold->wake, SHARDED_ARG (client), NULL);
 }
 
 static gboolean
@@ -1813,7 +1924,7 @@ release_in_worker (gpointer data)
       return G_SOURCE_REMOVE;
     }
   script_run (hold->client, SCRIPT_RELEASE, hold->keys, 4, release_reply, call,
-              hold->token, hold->wake, NULL);
+              hold->token, hold->wake, SHARDED_ARG (hold->client), NULL);
   return G_SOURCE_REMOVE;
 }
 
@@ -1872,6 +1983,8 @@ op_unref (Op *op)
   g_strfreev (op->watch);
   g_free (op->portalocker_channel);
   porta_redis_client_unref (op->client);
+  if (op->route != NULL)
+    porta_redis_client_unref (op->route);
   g_free (op);
 }
 
@@ -1955,6 +2068,11 @@ op_finish (Op             *op,
       g_source_destroy (op->retry_source);
       g_clear_pointer (&op->retry_source, g_source_unref);
     }
+  if (op->route_source != NULL)
+    {
+      g_source_destroy (op->route_source);
+      g_clear_pointer (&op->route_source, g_source_unref);
+    }
   if (op->cancel_id != 0)
     {
       g_cancellable_disconnect (op->cancellable, op->cancel_id);
@@ -1982,7 +2100,7 @@ op_finish (Op             *op,
   /* Leave the line now unless an ACQUIRE is on its way: its reply does. */
   if (hold == NULL && op->enqueued && !op->in_flight)
     script_run (client, SCRIPT_WITHDRAW, op->keys, 4, withdraw_reply, op_ref (op),
-                op->token, op->wake, NULL);
+                op->token, op->wake, SHARDED_ARG (client), NULL);
 
   result = g_new0 (OpResult, 1);
   result->op = op;    /* takes the engine's reference */
@@ -2007,7 +2125,7 @@ numsub_reply (PortaRedisClient *client,
   gboolean gone = error != NULL || reply->type != REDIS_REPLY_ARRAY;
 
   op->probing = FALSE;
-  if (op->done || op->in_flight || op->retry_source != NULL)
+  if (op->done || op->in_flight || op->retry_source != NULL || op->routing)
     {
       op_unref (op);
       return;
@@ -2114,29 +2232,37 @@ acquire_reply (PortaRedisClient *client,
       g_clear_error (&local_error);
       if (granted)
         script_run (client, SCRIPT_RELEASE, op->keys, 4, undo_reply, op,
-                    op->token, op->wake, NULL);
+                    op->token, op->wake, SHARDED_ARG (client), NULL);
       else if (op->enqueued)
         script_run (client, SCRIPT_WITHDRAW, op->keys, 4, withdraw_reply, op,
-                    op->token, op->wake, NULL);
+                    op->token, op->wake, SHARDED_ARG (client), NULL);
       else
         op_unref (op);
       return;
     }
 
+  if (!granted && op_route_on_trouble (op, reply, error))
+    {
+      g_clear_error (&local_error);
+      op_unref (op);
+      return;
+    }
   if (local_error != NULL)
     {
       op_finish (op, NULL, local_error);
       op_unref (op);
       return;
     }
+  op->reroute = FALSE;
+  op->trouble_since = 0;
   if (granted && op->live_gen != client->live_gen)
     {
       /* Granted under a liveness channel that has gone: not held. */
       script_run (client, SCRIPT_RELEASE, op->keys, 4, undo_reply, op_ref (op),
-                  op->token, op->wake, NULL);
-      op_finish (op, NULL, g_error_new (G_IO_ERROR, G_IO_ERROR_CONNECTION_CLOSED,
-                                        _("The connection to %s dropped as the lock was granted"),
-                                        client->display_uri));
+                  op->token, op->wake, SHARDED_ARG (client), NULL);
+      op_fail (op, g_error_new (G_IO_ERROR, G_IO_ERROR_CONNECTION_CLOSED,
+                                _("The connection to %s dropped as the lock was granted"),
+                                client->display_uri));
       op_unref (op);
       return;
     }
@@ -2398,7 +2524,8 @@ portalocker_dropped (Conn         *conn,
        * next in line need not wait for its lease to run out. */
       if (hold->active)
         script_run (conn->client, SCRIPT_RELEASE, hold->keys, 4, portalocker_given_back,
-                    hold_ref (hold), hold->token, hold->wake, NULL);
+                    hold_ref (hold), hold->token, hold->wake,
+                    SHARDED_ARG (conn->client), NULL);
       hold_lost (hold, lost_error);
     }
   else if (!conn->op->done)
@@ -2584,7 +2711,184 @@ op_attempt (Op *op)
   lease = g_strdup_printf ("%u", op->lease_ms);
   script_run (client, SCRIPT_ACQUIRE, op->keys, N_KEYS, acquire_reply, op_ref (op),
               op->token, op->exclusive ? "x" : "s", capacity, lease, client->liveness,
-              op->subscribed ? "1" : "0", lease, op->wake, NULL);
+              op->subscribed ? "1" : "0", lease, op->wake, SHARDED_ARG (client), NULL);
+}
+
+/* ----------------------------------------------------- waits on a cluster */
+
+#define CLUSTER_RETRY_MS    100
+#define CLUSTER_GIVE_UP_US  (30 * G_USEC_PER_SEC)
+
+/* Redis Cluster's answers for a command sent to a node that does not
+ * serve its slot, or not now: the wait goes to the slot's master again. */
+static gboolean
+cluster_reply_is_transient (const char *text)
+{
+  return g_str_has_prefix (text, "MOVED ") || g_str_has_prefix (text, "ASK ") ||
+         g_str_has_prefix (text, "TRYAGAIN") || g_str_has_prefix (text, "CLUSTERDOWN") ||
+         g_str_has_prefix (text, "LOADING") || g_str_has_prefix (text, "MASTERDOWN");
+}
+
+static void op_route (Op *op, gint64 delay_ms, const GError *cause);
+
+static void
+op_routed (gpointer      data,
+           const GError *error)
+{
+  Op *op = data;
+  PortaRedisClient *node;
+
+  op->routing = FALSE;
+  if (op->done)
+    {
+      op_unref (op);
+      return;
+    }
+  node = error == NULL ? porta_redis_cluster_lookup (op->route->cluster, op->slot) : NULL;
+  if (error != NULL)
+    op_finish (op, NULL, g_error_copy (error));
+  else if (node == NULL)
+    {
+      g_autoptr(GError) none = g_error_new (G_IO_ERROR, G_IO_ERROR_NOT_CONNECTED,
+                                            _("No master of the Redis cluster %s serves "
+                                              "the slot %u of the lock"),
+                                            op->route->display_uri, op->slot);
+
+      op_route (op, CLUSTER_RETRY_MS, none);
+    }
+  else
+    {
+      if (node != op->client)
+        {
+          porta_redis_client_unref (op->client);
+          op->client = porta_redis_client_ref (node);
+        }
+      op_attempt (op);
+    }
+  op_unref (op);
+}
+
+static gboolean
+op_route_fire (gpointer data)
+{
+  Op *op = data;
+
+  g_clear_pointer (&op->route_source, g_source_unref);
+  porta_redis_cluster_refresh (op->route->cluster, op_routed, op_ref (op));
+  return G_SOURCE_REMOVE;
+}
+
+/* Takes the wait off its node and sends it to the master of its slot, as
+ * the map reads after @delay_ms: the node moved the slot away, dropped, or
+ * cannot serve it now (a failover is under way). Its place in line moves
+ * with the slot's keys. A wait that finds no master for longer than
+ * CLUSTER_GIVE_UP_US fails with @cause. */
+static void
+op_route (Op           *op,
+          gint64        delay_ms,
+          const GError *cause)
+{
+  gint64 now = g_get_monotonic_time ();
+
+  if (op->done || op->routing)
+    return;
+  if (op->in_flight)
+    {
+      op->reroute = TRUE;   /* acquire_reply() comes back here */
+      return;
+    }
+  if (op->trouble_since == 0)
+    op->trouble_since = now;
+  else if (now - op->trouble_since > CLUSTER_GIVE_UP_US)
+    {
+      op_finish (op, NULL, g_error_copy (cause));
+      return;
+    }
+  op->reroute = FALSE;
+  op_unsubscribe (op);
+  op->confirmed = FALSE;
+  if (op->retry_source != NULL)
+    {
+      g_source_destroy (op->retry_source);
+      g_clear_pointer (&op->retry_source, g_source_unref);
+    }
+  g_clear_pointer (&op->watch, g_strfreev);
+  op->routing = TRUE;
+  if (delay_ms <= 0)
+    {
+      porta_redis_cluster_refresh (op->route->cluster, op_routed, op_ref (op));
+      return;
+    }
+  op->route_source = g_timeout_source_new ((guint) delay_ms);
+  g_source_set_callback (op->route_source, op_route_fire, op, NULL);
+  g_source_attach (op->route_source, op->client->context);
+}
+
+/* On a cluster: routes the wait again if @reply or @error says that its
+ * node does not serve its slot (now), or if that was learnt while the
+ * command was on its way. */
+static gboolean
+op_route_on_trouble (Op               *op,
+                     const redisReply *reply,
+                     const GError     *error)
+{
+  g_autoptr(GError) cause = NULL;
+  gint64 delay_ms = CLUSTER_RETRY_MS;
+
+  if (op->route == NULL)
+    return FALSE;
+  if (error == NULL && reply->type == REDIS_REPLY_ERROR && g_str_has_prefix (reply->str, "MOVED "))
+    delay_ms = 0;   /* the map is behind: read it now */
+  if (error != NULL)
+    cause = g_error_copy (error);
+  else if (reply->type == REDIS_REPLY_ERROR && cluster_reply_is_transient (reply->str))
+    cause = g_error_new (G_IO_ERROR, G_IO_ERROR_NOT_CONNECTED,
+                         _("The Redis cluster %s cannot serve the lock now: %s"),
+                         op->route->display_uri, reply->str);
+  else if (op->reroute)
+    cause = g_error_new (G_IO_ERROR, G_IO_ERROR_NOT_CONNECTED,
+                         _("The Redis cluster %s moved the lock to another node"),
+                         op->route->display_uri);
+  else
+    return FALSE;
+  op_route (op, delay_ms, cause);
+  return TRUE;
+}
+
+/* A wait whose node failed it: on a cluster it goes on elsewhere. */
+static void
+op_fail (Op     *op,
+         GError *error)
+{
+  if (op->route == NULL)
+    {
+      op_finish (op, NULL, error);
+      return;
+    }
+  op_route (op, CLUSTER_RETRY_MS, error);
+  g_error_free (error);
+}
+
+/* The node gave the slot of shard channel @name away (or confirms an
+ * unsubscription): whoever waits on it follows the slot. */
+static void
+client_shard_channel_gone (PortaRedisClient *client,
+                           const char       *name)
+{
+  Channel *channel = g_hash_table_lookup (client->channels, name);
+  g_autoptr(GError) cause = NULL;
+  GList *ops;
+
+  if (channel == NULL || !channel->confirmed)
+    return;
+  cause = g_error_new (G_IO_ERROR, G_IO_ERROR_NOT_CONNECTED,
+                       _("The Redis server %s gave the lock’s slot to another node"),
+                       client->display_uri);
+  ops = g_list_copy (channel->ops);
+  for (GList *l = ops; l != NULL; l = l->next)
+    if (!((Op *) l->data)->done)
+      op_route (l->data, 0, cause);
+  g_list_free (ops);
 }
 
 static gboolean
@@ -2622,8 +2926,9 @@ op_cancelled (GCancellable *cancellable,
 {
   Op *op = data;
 
-  post (op->client->context, G_PRIORITY_DEFAULT, op_cancel_in_worker, op_ref (op),
-        (GDestroyNotify) op_unref);
+  /* ->route: ->client may be changing in the worker. */
+  post ((op->route != NULL ? op->route : op->client)->context, G_PRIORITY_DEFAULT,
+        op_cancel_in_worker, op_ref (op), (GDestroyNotify) op_unref);
 }
 
 static gboolean
@@ -2648,6 +2953,16 @@ op_start_in_worker (gpointer data)
         }
       /* Cancelled from here on: the handler posts the end to this thread. */
       op->cancel_id = g_cancellable_connect (op->cancellable, G_CALLBACK (op_cancelled), op, NULL);
+    }
+  if (op->route != NULL)
+    {
+      /* First the master of the lock's slot, from the map or read now. */
+      op->routing = TRUE;
+      if (porta_redis_cluster_is_known (op->route->cluster))
+        op_routed (op_ref (op), NULL);
+      else
+        porta_redis_cluster_refresh (op->route->cluster, op_routed, op_ref (op));
+      return G_SOURCE_REMOVE;
     }
   op_attempt (op);
   return G_SOURCE_REMOVE;
@@ -2687,6 +3002,11 @@ porta_redis_client_acquire_async (PortaRedisClient        *client,
   op->lost_data = request->lost_data;
   op->lost_destroy = request->lost_destroy;
   op->portalocker_channel = g_strdup (request->portalocker_channel);
+  if (client->cluster != NULL)
+    {
+      op->route = porta_redis_client_ref (client);
+      op->slot = porta_redis_key_slot (request->name);
+    }
   post (client->context, G_PRIORITY_DEFAULT, op_start_in_worker, op, NULL);
 }
 

@@ -50,6 +50,21 @@
  * password is never shown: #PortaRedisLock:uri and every message leave it
  * out.
  *
+ * A Redis Cluster (Redis 7.0 or later) is named by some of its nodes:
+ * `redis+cluster://[user:password@]host:port[,host:port...]/`, or
+ * `rediss+cluster://` for TLS. The library reads the cluster's slot map,
+ * keeps all of a lock's keys in one slot (the hash tag `{NAME}`), sends
+ * its commands to the master of that slot with one command and one
+ * subscriber connection per master in use, follows the slot when it moves
+ * (`MOVED`), and wakes waiters with sharded pub/sub (`SPUBLISH`), which
+ * stays on the lock's node. When the master of a held lock's slot fails,
+ * the holder emits #PortaRedisLock::lost at once; its waiters take the
+ * lock from the replica that replaces it as soon as the cluster has
+ * promoted one. A lock whose slot is moved to another master while held
+ * is lost too, at the holder's next renewal at the latest. Fencing tokens
+ * after a failover are only as recent as the promoted replica's copy of
+ * the counter: see “The Redis protocol” for exactly when they can repeat.
+ *
  * A waiter is told of a release by the server (publish/subscribe) and
  * takes the lock in one round trip: nobody polls while the holder is
  * alive. A holder whose process ends (its connections close) loses the

@@ -8,7 +8,8 @@
 --       "mode|capacity|liveness|deadline"), f (fencing counter).
 -- ARGV: token, mode ("x" exclusive, "s" shared), capacity (0: unlimited),
 --       lease ms, liveness channel, enqueue ("1": wait in line), waiter
---       lease ms, wake-up channel.
+--       lease ms, wake-up channel, sharded ("1": wake-ups go out with
+--       SPUBLISH, as on a cluster node; else PUBLISH).
 -- Returns {1, fence} when granted, else {0, retry_ms, first, liveness...}:
 -- retry_ms is how long until the earliest lease that blocks the caller
 -- runs out, first is 1 when the caller is first in line, and the liveness
@@ -18,11 +19,12 @@ local h, i, q, w, f = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local token, mode = ARGV[1], ARGV[2]
 local cap, lease = tonumber(ARGV[3]), tonumber(ARGV[4])
 local live, enqueue, wlease, wake = ARGV[5], ARGV[6] == '1', tonumber(ARGV[7]), ARGV[8]
+local publish = ARGV[9] == '1' and 'SPUBLISH' or 'PUBLISH'
 
 -- Publishes, on the wake-up channel, the tokens of the waiters that can go
 -- now, from the head of the line: only they try again. Waiters whose
 -- process is gone or whose place in line ran out are dropped on the way.
-local function wake_next(h, i, q, w, wake, now)
+local function wake_next(h, i, q, w, wake, now, publish)
   local count, excl = 0, false
   for _, tok in ipairs(redis.call('ZRANGE', h, 0, -1)) do
     count = count + 1
@@ -51,7 +53,7 @@ local function wake_next(h, i, q, w, wake, now)
     end
   end
   if #go > 0 then
-    redis.call('PUBLISH', wake, table.concat(go, ' '))
+    redis.call(publish, wake, table.concat(go, ' '))
   end
 end
 
@@ -135,7 +137,7 @@ if not blocked and can_go(mode, cap, count, excl) then
   redis.call('HDEL', w, token)
   -- Shared holders behind this one may go too.
   if (freed or mode ~= 'x') and redis.call('ZCARD', q) > 0 then
-    wake_next(h, i, q, w, wake, now)
+    wake_next(h, i, q, w, wake, now, publish)
   end
   return {1, fence}
 end
@@ -147,7 +149,7 @@ if enqueue then
   redis.call('HSET', w, token, mode .. '|' .. cap .. '|' .. live .. '|' .. (now + wlease))
 end
 if freed then
-  wake_next(h, i, q, w, wake, now)
+  wake_next(h, i, q, w, wake, now, publish)
 end
 local retry = -1
 if earliest ~= nil then retry = earliest - now end

@@ -2,12 +2,13 @@
 --
 -- RENEW: pushes the lease of holder ARGV[1] to ARGV[2] ms from now, if it
 -- still holds the lock and its lease has not run out.
--- KEYS: h, i, q, w (see acquire.lua); ARGV[3]: the wake-up channel.
+-- KEYS: h, i, q, w (see acquire.lua); ARGV[3]: the wake-up channel,
+-- ARGV[4]: sharded (see acquire.lua).
 -- Returns 1 if renewed, 0 if the lock was no longer held.
 -- Publishes, on the wake-up channel, the tokens of the waiters that can go
 -- now, from the head of the line: only they try again. Waiters whose
 -- process is gone or whose place in line ran out are dropped on the way.
-local function wake_next(h, i, q, w, wake, now)
+local function wake_next(h, i, q, w, wake, now, publish)
   local count, excl = 0, false
   for _, tok in ipairs(redis.call('ZRANGE', h, 0, -1)) do
     count = count + 1
@@ -36,12 +37,13 @@ local function wake_next(h, i, q, w, wake, now)
     end
   end
   if #go > 0 then
-    redis.call('PUBLISH', wake, table.concat(go, ' '))
+    redis.call(publish, wake, table.concat(go, ' '))
   end
 end
 
 local h, i, q, w = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local token, lease, wake = ARGV[1], tonumber(ARGV[2]), ARGV[3]
+local publish = ARGV[4] == '1' and 'SPUBLISH' or 'PUBLISH'
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local deadline = redis.call('ZSCORE', h, token)
@@ -52,7 +54,7 @@ if tonumber(deadline) <= now then
   redis.call('ZREM', h, token)
   redis.call('HDEL', i, token)
   if redis.call('ZCARD', q) > 0 then
-    wake_next(h, i, q, w, wake, now)
+    wake_next(h, i, q, w, wake, now, publish)
   end
   return 0
 end

@@ -2,11 +2,12 @@
 --
 -- WITHDRAW: waiter ARGV[1] leaves the line (timed out or cancelled); the
 -- waiters behind it are woken, since it may have been what blocked them.
--- KEYS: h, i, q, w (see acquire.lua); ARGV[2]: the wake-up channel.
+-- KEYS: h, i, q, w (see acquire.lua); ARGV[2]: the wake-up channel,
+-- ARGV[3]: sharded (see acquire.lua).
 -- Publishes, on the wake-up channel, the tokens of the waiters that can go
 -- now, from the head of the line: only they try again. Waiters whose
 -- process is gone or whose place in line ran out are dropped on the way.
-local function wake_next(h, i, q, w, wake, now)
+local function wake_next(h, i, q, w, wake, now, publish)
   local count, excl = 0, false
   for _, tok in ipairs(redis.call('ZRANGE', h, 0, -1)) do
     count = count + 1
@@ -35,16 +36,17 @@ local function wake_next(h, i, q, w, wake, now)
     end
   end
   if #go > 0 then
-    redis.call('PUBLISH', wake, table.concat(go, ' '))
+    redis.call(publish, wake, table.concat(go, ' '))
   end
 end
 
 local h, i, q, w = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local token, wake = ARGV[1], ARGV[2]
+local publish = ARGV[3] == '1' and 'SPUBLISH' or 'PUBLISH'
 redis.call('HDEL', w, token)
 if redis.call('ZREM', q, token) == 1 and redis.call('ZCARD', q) > 0 then
   local t = redis.call('TIME')
   local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-  wake_next(h, i, q, w, wake, now)
+  wake_next(h, i, q, w, wake, now, publish)
 end
 return 1
