@@ -34,6 +34,7 @@
  * costs one round trip and one cross-thread wake-up. */
 
 #define CONNECT_TIMEOUT_S      10
+#define CONFIRM_TIMEOUT_MS     1000
 #define FIRST_WAITER_RETRY_MS  100
 #define READ_CHUNK             16384
 
@@ -189,6 +190,7 @@ struct _Op
   guint              lease_ms;
   int                timeout_ms;
   gint64             deadline;
+  guint              replicas;
   GCancellable      *cancellable;
   gulong             cancel_id;
   GMainContext      *lost_context;
@@ -2178,6 +2180,84 @@ op_arm_retry (Op    *op,
   g_source_attach (op->retry_source, op->client->context);
 }
 
+/* A grant that replicas must confirm: WAIT on the connection that ran the
+ * ACQUIRE (it waits for every write made there before), then hold it, or
+ * give it back. */
+typedef struct
+{
+  Op      *op;
+  guint64  fence;
+} ConfirmCall;
+
+static GError *
+confirm_error (PortaRedisClient *client,
+               redisReply       *reply,
+               const GError     *error,
+               Op               *op)
+{
+  GError *local_error = NULL;
+
+  if (error != NULL)
+    return g_error_copy (error);
+  if (reply->type == REDIS_REPLY_INTEGER)
+    return g_error_new (G_IO_ERROR, G_IO_ERROR_FAILED,
+                        _("%lld of the %u replicas asked for confirmed the grant within "
+                          "%d ms, so it was given back"),
+                        reply->integer, op->replicas, CONFIRM_TIMEOUT_MS);
+  if (reply->type == REDIS_REPLY_ERROR)
+    {
+      set_reply_error (client, reply, &local_error);
+      return local_error;
+    }
+  return g_error_new (G_IO_ERROR, G_IO_ERROR_INVALID_DATA,
+                      _("The Redis server %s answered WAIT with something else than a number"),
+                      client->display_uri);
+}
+
+static void
+confirm_reply (PortaRedisClient *client,
+               redisReply       *reply,
+               const GError     *error,
+               gpointer          data)
+{
+  ConfirmCall *call = data;
+  Op *op = call->op;
+
+  op->in_flight = FALSE;
+  if (!op->done && error == NULL && reply->type == REDIS_REPLY_INTEGER &&
+      reply->integer >= op->replicas && op->live_gen == client->live_gen)
+    op_finish (op, hold_new (op, call->fence), NULL);
+  else
+    {
+      script_run (client, SCRIPT_RELEASE, op->keys, 4, undo_reply, op_ref (op),
+                  op->token, op->wake, SHARDED_ARG (client), NULL);
+      if (!op->done && error == NULL && op->live_gen != client->live_gen)
+        op_finish (op, NULL, g_error_new (G_IO_ERROR, G_IO_ERROR_CONNECTION_CLOSED,
+                                          _("The connection to %s dropped as the lock was granted"),
+                                          client->display_uri));
+      else if (!op->done)
+        op_finish (op, NULL, confirm_error (client, reply, error, op));
+    }
+  op_unref (op);
+  g_free (call);
+}
+
+/* Takes the engine's reference to @op. */
+static void
+op_confirm (Op      *op,
+            guint64  fence)
+{
+  ConfirmCall *call = g_new0 (ConfirmCall, 1);
+  g_autofree char *replicas = g_strdup_printf ("%u", op->replicas);
+  g_autofree char *timeout = g_strdup_printf ("%d", CONFIRM_TIMEOUT_MS);
+  const char *argv[3] = { "WAIT", replicas, timeout };
+
+  call->op = op;
+  call->fence = fence;
+  op->in_flight = TRUE;   /* a deadline or cancellation now gives it back */
+  conn_send (&op->client->cmd, 3, argv, NULL, confirm_reply, call);
+}
+
 static void
 acquire_reply (PortaRedisClient *client,
                redisReply       *reply,
@@ -2264,6 +2344,11 @@ acquire_reply (PortaRedisClient *client,
                                 _("The connection to %s dropped as the lock was granted"),
                                 client->display_uri));
       op_unref (op);
+      return;
+    }
+  if (granted && op->replicas > 0)
+    {
+      op_confirm (op, (guint64) fence);
       return;
     }
   if (granted)
@@ -2996,6 +3081,7 @@ porta_redis_client_acquire_async (PortaRedisClient        *client,
   op->lease_ms = request->lease_ms;
   op->timeout_ms = request->timeout_ms;
   op->deadline = request->deadline;
+  op->replicas = request->replicas;
   op->cancellable = cancellable != NULL ? g_object_ref (cancellable) : NULL;
   op->lost_context = request->lost_context != NULL ? g_main_context_ref (request->lost_context) : NULL;
   op->lost_func = request->lost_func;

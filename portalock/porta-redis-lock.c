@@ -122,6 +122,7 @@ struct _PortaRedisLock
   PortaLockMode     mode;
   guint             max_holders;   /* 0: any number (shared) */
   guint             lease_ms;
+  guint             replicas_to_confirm;
   GTlsDatabase     *tls_database;
   PortaRedisProtocol protocol;
   GMainContext     *context;       /* where ::lost is emitted */
@@ -143,6 +144,7 @@ enum {
   PROP_TLS_DATABASE,
   PROP_FENCING_TOKEN,
   PROP_PROTOCOL,
+  PROP_REPLICAS_TO_CONFIRM,
   N_PROPS,
 
   PROP_HELD = N_PROPS,
@@ -290,6 +292,9 @@ porta_redis_lock_get_property (GObject    *object,
     case PROP_PROTOCOL:
       g_value_set_enum (value, self->protocol);
       break;
+    case PROP_REPLICAS_TO_CONFIRM:
+      g_value_set_uint (value, self->replicas_to_confirm);
+      break;
     case PROP_HELD:
       g_value_set_boolean (value, self->hold != NULL);
       break;
@@ -332,6 +337,9 @@ porta_redis_lock_set_property (GObject      *object,
       break;
     case PROP_PROTOCOL:
       porta_redis_lock_set_protocol (self, g_value_get_enum (value));
+      break;
+    case PROP_REPLICAS_TO_CONFIRM:
+      porta_redis_lock_set_replicas_to_confirm (self, g_value_get_uint (value));
       break;
     default:
       G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
@@ -423,6 +431,27 @@ porta_redis_lock_class_init (PortaRedisLockClass *klass)
                        MIN_LEASE_MS, G_MAXINT, DEFAULT_LEASE_MS,
                        G_PARAM_READWRITE | G_PARAM_CONSTRUCT |
                        G_PARAM_STATIC_STRINGS | G_PARAM_EXPLICIT_NOTIFY);
+
+  /**
+   * PortaRedisLock:replicas-to-confirm:
+   *
+   * How many replicas of the lock's server (or of its slot's master, on
+   * a cluster) must have a grant before an acquire succeeds; 0, the
+   * default, waits for none. After each grant the library sends `WAIT`
+   * on the connection that made it, for 1 s at most (other locks' commands
+   * on that connection wait behind it); when fewer replicas confirm it,
+   * the grant is given back and the acquire fails with
+   * %G_IO_ERROR_FAILED. A confirmed grant, and its fencing token, survive
+   * the failover to a replica that confirmed it. A change applies from
+   * the next acquire.
+   *
+   * Since: 1.2
+   */
+  properties[PROP_REPLICAS_TO_CONFIRM] =
+    g_param_spec_uint ("replicas-to-confirm", "Replicas to confirm",
+                       "How many replicas must have a grant before it is held",
+                       0, G_MAXINT, 0,
+                       G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS | G_PARAM_EXPLICIT_NOTIFY);
 
   /**
    * PortaRedisLock:tls-database:
@@ -671,6 +700,47 @@ porta_redis_lock_set_lease_ms (PortaRedisLock *self,
     return;
   self->lease_ms = lease_ms;
   g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_LEASE_MS]);
+}
+
+/**
+ * porta_redis_lock_get_replicas_to_confirm:
+ * @self: a #PortaRedisLock
+ *
+ * Gets how many replicas must confirm a grant.
+ *
+ * Returns: the #PortaRedisLock:replicas-to-confirm
+ *
+ * Since: 1.2
+ */
+guint
+porta_redis_lock_get_replicas_to_confirm (PortaRedisLock *self)
+{
+  g_return_val_if_fail (PORTA_IS_REDIS_LOCK (self), 0);
+
+  return self->replicas_to_confirm;
+}
+
+/**
+ * porta_redis_lock_set_replicas_to_confirm:
+ * @self: a #PortaRedisLock
+ * @replicas: how many replicas must have a grant before it is held; 0:
+ *   none
+ *
+ * Sets #PortaRedisLock:replicas-to-confirm, for the next acquire.
+ *
+ * Since: 1.2
+ */
+void
+porta_redis_lock_set_replicas_to_confirm (PortaRedisLock *self,
+                                          guint           replicas)
+{
+  g_return_if_fail (PORTA_IS_REDIS_LOCK (self));
+  g_return_if_fail (replicas <= G_MAXINT);
+
+  if (self->replicas_to_confirm == replicas)
+    return;
+  self->replicas_to_confirm = replicas;
+  g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_REPLICAS_TO_CONFIRM]);
 }
 
 /**
@@ -938,6 +1008,7 @@ porta_redis_lock_acquire_async (PortaRedisLock      *self,
   request.exclusive = self->mode == PORTA_LOCK_MODE_EXCLUSIVE;
   request.capacity = self->max_holders;
   request.lease_ms = self->lease_ms;
+  request.replicas = self->replicas_to_confirm;
   request.timeout_ms = timeout_ms;
   request.deadline = porta_waiter_deadline (timeout_ms);
   request.lost_context = self->context;

@@ -65,6 +65,11 @@ PORTA_AVAILABLE_IN_1_2
 void            porta_redis_lock_set_lease_ms      (PortaRedisLock       *self,
                                                     guint                 lease_ms);
 PORTA_AVAILABLE_IN_1_2
+guint           porta_redis_lock_get_replicas_to_confirm (PortaRedisLock *self);
+PORTA_AVAILABLE_IN_1_2
+void            porta_redis_lock_set_replicas_to_confirm (PortaRedisLock *self,
+                                                          guint           replicas);
+PORTA_AVAILABLE_IN_1_2
 GTlsDatabase   *porta_redis_lock_get_tls_database  (PortaRedisLock       *self);
 PORTA_AVAILABLE_IN_1_2
 void            porta_redis_lock_set_tls_database  (PortaRedisLock       *self,

@@ -221,6 +221,25 @@ class ClusterTest(unittest.TestCase):
         self.assertGreater(lock.props.fencing_token, int(got[0]))
         lock.release()
 
+    def test_3b_replicas_confirm_a_grant(self):
+        name = 'confirmed'
+        lock = Porta.RedisLock.new(self.uri, name, EXCLUSIVE)
+        lock.props.replicas_to_confirm = 1    # each master has one
+        lock.acquire(int(PATIENCE * 1000), None)
+        self.assertTrue(lock.props.held)
+        lock.release()
+        lock.props.replicas_to_confirm = 2
+        with self.assertRaises(GLib.Error) as raised:
+            lock.acquire(int(PATIENCE * 1000), None)
+        self.assertTrue(raised.exception.matches(Gio.io_error_quark(), Gio.IOErrorEnum.FAILED),
+                        raised.exception.message)
+        self.assertIn('1 of the 2 replicas', raised.exception.message)
+        self.assertFalse(lock.props.held)
+        # The grant was given back.
+        other = Porta.RedisLock.new(self.uri, name, EXCLUSIVE)
+        other.acquire(int(PATIENCE * 1000), None)
+        other.release()
+
     def test_4_command(self):
         if not TOOL or not os.access(TOOL, os.X_OK):
             self.fail('PORTALOCK_TOOL does not name the built portalock: %r' % TOOL)
