@@ -26,6 +26,12 @@
 #                lock: acquires per second, and the counter checked
 #                against the acquisitions the processes counted
 #
+# Then PortaRedisLock alone on a local Redis Cluster (3 masters, 3
+# replicas, cluster-node-timeout 1 s; tests/redis/redis_cluster.py): the
+# same hand-off and takeover, and a failover: the master of a held and
+# waited-on lock is SIGKILLed: kill -> the holder's `lost`, and kill ->
+# the waiter holds the lock from the promoted replica.
+#
 # Run it with build-aux/bench.sh, or by hand with GI_TYPELIB_PATH and
 # LD_LIBRARY_PATH pointing at a built portalock/ folder (and
 # PORTALOCK_REDIS_BENCH at its bench/portalock-redis-bench for the C rows).
@@ -54,14 +60,21 @@ import gi
 gi.require_version('Porta', '1')
 from gi.repository import Gio, GLib, Porta  # noqa: E402
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', 'tests', 'redis'))
+import redis_cluster  # noqa: E402
+
 
 # ------------------------------------------------------------ the locks
 
 class PortaSide:
     label = 'portalock PortaRedisLock'
 
+    # SOCK is a Unix socket's path, or a URI (the cluster's).
     def __init__(self, sock, name):
-        self.lock = Porta.RedisLock.new('unix://' + sock, name, Porta.LockMode.EXCLUSIVE)
+        uri = sock if '://' in sock else 'unix://' + sock
+        self.lock = Porta.RedisLock.new(uri, name, Porta.LockMode.EXCLUSIVE)
+        self.lock.connect('lost', lambda lock, error: print('lost %r' % time.monotonic(),
+                                                            flush=True))
 
     def acquire(self):
         self.lock.acquire(-1, None)
@@ -110,6 +123,12 @@ def child_main(role, side, sock, name, rounds):
     if role == 'hold-forever':
         lock.acquire()
         print('held', flush=True)
+        if side == 'porta':
+            # The main context, where `lost` is told, for an hour at most.
+            context = GLib.MainContext.default()
+            deadline = time.monotonic() + 3600
+            while time.monotonic() < deadline:
+                context.iteration(True)
         time.sleep(3600)
     elif role == 'wait-once':
         print('waiting', flush=True)
@@ -476,6 +495,48 @@ def contention(side, sock, procs, seconds, folder):
 
 # ------------------------------------------------------------------ main
 
+def failover(uri, cluster):
+    """Kill the master of a lock held by one process and waited on by
+    another: (kill -> lost, kill -> acquired) in ms."""
+    name = 'bench-failover'
+    master = cluster.master_of(redis_cluster.lock_slot(name))
+    holder = spawn('hold-forever', 'porta', uri, name)
+    assert holder.stdout.readline().strip() == 'held'
+    waiter = spawn('wait-once', 'porta', uri, name)
+    assert waiter.stdout.readline().strip() == 'waiting'
+    time.sleep(0.3)
+    cluster.cli(master, 'WAIT', '1', '5000')
+    killed = time.monotonic()
+    cluster.kill(master)
+    lost = float(holder.stdout.readline().split()[1])
+    acquired = json.loads(waiter.stdout.readline())[0]
+    waiter.wait()
+    holder.kill()
+    holder.wait()
+    return (lost - killed) * 1000, (acquired - killed) * 1000
+
+
+def cluster_figures(rounds):
+    cluster = redis_cluster.RedisCluster(masters=3, replicas=1, node_timeout_ms=1000)
+    try:
+        uri = cluster.uri
+        handoffs = hand_off('porta', uri, rounds)
+        takeovers = takeover('porta', uri, max(5, rounds // 5))
+        lost, acquired = failover(uri, cluster)
+    finally:
+        cluster.stop()
+    print()
+    print('PortaRedisLock on a local Redis Cluster 7: 3 masters, 3 replicas, '
+          'cluster-node-timeout 1 s; %d rounds' % rounds)
+    print()
+    print('| hand-off p50 | hand-off p99 | SIGKILL takeover p50 | master SIGKILLed: holder lost | '
+          'master SIGKILLed: waiter holds |')
+    print('| --- | --- | --- | --- | --- |')
+    print('| %.2f ms | %.2f ms | %.1f ms | %.0f ms | %.0f ms |' % (
+        statistics.median(handoffs), percentile(handoffs, 99), statistics.median(takeovers),
+        lost, acquired), flush=True)
+
+
 def option(name, default, kind=int):
     if name in sys.argv:
         return kind(sys.argv[sys.argv.index(name) + 1])
@@ -579,6 +640,7 @@ def main():
     if samples_file:
         with open(samples_file, 'w') as f:
             json.dump({'group': 'Redis locks', 'unit': 'us', 'series': samples}, f)
+    cluster_figures(rounds)
 
 
 if __name__ == '__main__':
