@@ -269,6 +269,8 @@ static void client_shard_channel_gone (PortaRedisClient *client, const char *nam
 static gboolean op_route_on_trouble   (Op *op, const redisReply *reply, const GError *error);
 static void op_fail                   (Op *op, GError *error);
 static gboolean cluster_reply_is_transient (const char *text);
+static void unsubscribed_reply        (PortaRedisClient *client, redisReply *reply,
+                                       const GError *error, gpointer data);
 
 /* Runs @func in @context's thread. Never g_main_context_invoke(): it runs
  * the function at once in the calling thread whenever nobody owns
@@ -660,11 +662,15 @@ conn_dispatch (Conn       *conn,
       reply->element[1]->type == REDIS_REPLY_STRING &&
       strcmp (reply->element[0]->str, "sunsubscribe") == 0)
     {
-      /* Never a reply (SUNSUBSCRIBE is sent expecting none): the node gave
-       * the channel's slot away, or this answers an unsubscription. */
+      /* Never taken for a reply (see op_unsubscribe()): the node gave the
+       * channel's slot away, or this answers an unsubscription. */
       client_shard_channel_gone (conn->client, reply->element[1]->str);
       return;
     }
+  if (conn->subscriber && conn->client->sharded && reply->type == REDIS_REPLY_ERROR &&
+      !g_queue_is_empty (&conn->pending) &&
+      ((Cmd *) g_queue_peek_head (&conn->pending))->func == unsubscribed_reply)
+    return;   /* a SUNSUBSCRIBE's answer: the slot is elsewhere now */
   if (conn->subscriber && reply->type == REDIS_REPLY_ARRAY && reply->elements == 3 &&
       reply->element[0]->type == REDIS_REPLY_STRING &&
       strcmp (reply->element[0]->str, "message") == 0 && conn->channel != NULL)
@@ -1245,6 +1251,14 @@ ignore_reply (PortaRedisClient *client,
 }
 
 static void
+unsubscribed_reply (PortaRedisClient *client,
+                    redisReply       *reply,
+                    const GError     *error,
+                    gpointer          data)
+{
+}
+
+static void
 channel_free (Channel *channel)
 {
   g_assert (channel->ops == NULL);
@@ -1298,10 +1312,20 @@ op_unsubscribe (Op *op)
       if (client->sub.link != NULL)
         {
           const char *argv[2] = { client->sharded ? "SUNSUBSCRIBE" : "UNSUBSCRIBE", op->wake };
+          const char *ping[1] = { "PING" };
 
-          /* A sunsubscribe may also come unasked (client_shard_channel_gone()):
-           * none is taken for a reply. */
-          conn_send (&client->sub, 2, argv, NULL, client->sharded ? NULL : ignore_reply, NULL);
+          if (!client->sharded)
+            conn_send (&client->sub, 2, argv, NULL, ignore_reply, NULL);
+          else
+            {
+              /* A node also sends a sunsubscribe unasked, when it gives the
+               * slot away, and answers a SUNSUBSCRIBE of a slot it no
+               * longer has with an error: so none of them is taken for a
+               * reply, the SUNSUBSCRIBE has no entry in ->pending, and the
+               * PING's (unsubscribed_reply) stands for both. */
+              conn_send (&client->sub, 2, argv, NULL, NULL, NULL);
+              conn_send (&client->sub, 1, ping, NULL, unsubscribed_reply, NULL);
+            }
         }
       g_hash_table_remove (client->channels, op->wake);
     }
