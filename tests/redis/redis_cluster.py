@@ -10,6 +10,7 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 
@@ -193,3 +194,42 @@ class RedisCluster:
                 proc.kill()
                 proc.wait()
         shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def serve():
+    """For the C tests: starts a cluster, says "uri URI", then answers a
+    command a line on stdin until end-of-file, when it stops every node:
+      kill NAME   kills the master of the lock NAME, once the grant is on
+                  its replica (WAIT): "killed"
+      move NAME   moves the lock's slot to another master: "moved"
+      names P     one lock name per master, prefixed with P: "names N..."
+    """
+    cluster = RedisCluster(masters=3, replicas=1, node_timeout_ms=1000)
+    try:
+        print('uri', cluster.uri, flush=True)
+        for line in sys.stdin:
+            words = line.split()
+            if words[:1] == ['kill']:
+                master = cluster.master_of(lock_slot(words[1]))
+                cluster.cli(master, 'WAIT', '1', '5000')
+                cluster.kill(master)
+                print('killed', flush=True)
+            elif words[:1] == ['move']:
+                slot = lock_slot(words[1])
+                source = cluster.master_of(slot)
+                target = [p for p in cluster.masters() if p != source][0]
+                cluster.move_slot(slot, source, target)
+                print('moved', flush=True)
+            elif words[:1] == ['names']:
+                print('names', ' '.join(cluster.names_on_masters(words[1]).values()), flush=True)
+            else:
+                print('unknown command', line.strip(), flush=True)
+    finally:
+        cluster.stop()
+
+
+if __name__ == '__main__':
+    if sys.argv[1:] == ['--serve']:
+        serve()
+    else:
+        sys.exit('usage: redis_cluster.py --serve')

@@ -927,6 +927,139 @@ test_counter (void)
   assert_worker_ends ();
 }
 
+/* ------------------------------------------------------------ a cluster */
+
+/* A Redis Cluster of 3 masters and 3 replicas, run by redis_cluster.py
+ * --serve, which stops every node when its stdin closes. LD_PRELOAD (the
+ * TSan wrapper's) is not for a Python interpreter. */
+static PortaTestChild *
+cluster_start (char **uri)
+{
+  const char *argv[] = { "env", "-u", "LD_PRELOAD", "python3", REDIS_CLUSTER_PY, "--serve", NULL };
+  PortaTestChild *helper = porta_test_child_spawnv (argv);
+  g_autofree char *line = porta_test_child_read_line (helper, 120000);
+
+  g_assert_nonnull (line);
+  g_assert_true (g_str_has_prefix (line, "uri "));
+  *uri = g_strdup (line + 4);
+  return helper;
+}
+
+/* Sends @command to the cluster's helper and returns its answer. */
+static char *
+cluster_ask (PortaTestChild *helper,
+             const char     *command)
+{
+  g_autofree char *line = g_strconcat (command, "\n", NULL);
+  g_autoptr(GError) error = NULL;
+  char *answer;
+
+  g_output_stream_write_all (helper->in, line, strlen (line), NULL, NULL, &error);
+  g_assert_no_error (error);
+  g_output_stream_flush (helper->in, NULL, &error);
+  g_assert_no_error (error);
+  answer = porta_test_child_read_line (helper, 60000);
+  g_assert_nonnull (answer);
+  return answer;
+}
+
+/* A lock on each master: each taken and given back, and taken again with
+ * a greater token. */
+static void
+cluster_check_masters (PortaTestChild *helper,
+                       const char     *uri)
+{
+  g_autofree char *answer = cluster_ask (helper, "names c");
+  g_auto(GStrv) names = g_strsplit (answer, " ", -1);
+
+  g_assert_cmpstr (names[0], ==, "names");
+  g_assert_cmpuint (g_strv_length (names), ==, 4);
+  for (guint k = 1; names[k] != NULL; k++)
+    {
+      g_autoptr(PortaRedisLock) a = porta_redis_lock_new (uri, names[k], PORTA_LOCK_MODE_EXCLUSIVE);
+      g_autoptr(PortaRedisLock) b = porta_redis_lock_new (uri, names[k], PORTA_LOCK_MODE_EXCLUSIVE);
+      g_autoptr(GError) error = NULL;
+      AsyncWait wait = { NULL, 0 };
+
+      g_assert_true (porta_redis_lock_acquire (a, porta_test_scale_ms (20000), NULL, &error));
+      g_assert_no_error (error);
+      g_assert_false (porta_redis_lock_try_acquire (b, &error));
+      g_assert_error (error, G_IO_ERROR, G_IO_ERROR_WOULD_BLOCK);
+      g_clear_error (&error);
+      porta_redis_lock_acquire_async (b, -1, G_PRIORITY_DEFAULT, NULL, store_result, &wait);
+      for (guint n = 0; n < 100; n++)
+        g_main_context_iteration (NULL, FALSE) || (g_usleep (2000), TRUE);
+      g_assert_null (wait.result);
+      g_assert_true (porta_redis_lock_release (a, NULL));
+      async_wait_run (&wait, 20000);
+      g_assert_true (porta_redis_lock_acquire_finish (b, wait.result, &error));
+      g_assert_no_error (error);
+      g_clear_object (&wait.result);
+      g_assert_cmpuint (porta_redis_lock_get_fencing_token (b), >,
+                        porta_redis_lock_get_fencing_token (a));
+      g_assert_true (porta_redis_lock_release (b, NULL));
+    }
+}
+
+/* The lock @name is held by one lock and waited on by another while the
+ * helper does @command (kills its master, or moves its slot) and says
+ * @done: the holder is told it lost the lock, and the waiter gets it with
+ * a greater token. */
+static void
+cluster_check_held_through (PortaTestChild *helper,
+                            const char     *uri,
+                            const char     *name,
+                            const char     *command,
+                            const char     *done,
+                            guint           lease_ms)
+{
+  g_autoptr(PortaRedisLock) holder = porta_redis_lock_new (uri, name, PORTA_LOCK_MODE_EXCLUSIVE);
+  g_autoptr(PortaRedisLock) waiter = porta_redis_lock_new (uri, name, PORTA_LOCK_MODE_EXCLUSIVE);
+  g_autofree char *line = g_strdup_printf ("%s %s", command, name);
+  g_autofree char *answer = NULL;
+  g_autoptr(GError) lost = NULL;
+  g_autoptr(GError) error = NULL;
+  AsyncWait wait = { NULL, 0 };
+
+  porta_redis_lock_set_lease_ms (holder, lease_ms);
+  g_signal_connect (holder, "lost", G_CALLBACK (on_lost), &lost);
+  g_assert_true (porta_redis_lock_acquire (holder, porta_test_scale_ms (20000), NULL, &error));
+  g_assert_no_error (error);
+  porta_redis_lock_acquire_async (waiter, porta_test_scale_ms (60000), G_PRIORITY_DEFAULT, NULL,
+                                  store_result, &wait);
+  for (guint n = 0; n < 100; n++)
+    g_main_context_iteration (NULL, FALSE) || (g_usleep (2000), TRUE);
+  g_assert_null (wait.result);
+
+  answer = cluster_ask (helper, line);
+  g_assert_cmpstr (answer, ==, done);
+  async_wait_run (&wait, 60000);
+  g_assert_true (porta_redis_lock_acquire_finish (waiter, wait.result, &error));
+  g_assert_no_error (error);
+  g_clear_object (&wait.result);
+  wait_for_lost (&lost, 10000 + lease_ms);
+  g_test_message ("%s: %s", command, lost->message);
+  g_assert_false (porta_redis_lock_get_held (holder));
+  g_assert_cmpuint (porta_redis_lock_get_fencing_token (waiter), >,
+                    porta_redis_lock_get_fencing_token (holder));
+  g_assert_true (porta_redis_lock_release (waiter, NULL));
+  g_signal_handlers_disconnect_by_data (holder, &lost);
+}
+
+static void
+test_cluster (void)
+{
+  g_autofree char *uri = NULL;
+  g_autoptr(PortaTestChild) helper = cluster_start (&uri);
+
+  cluster_check_masters (helper, uri);
+  cluster_check_held_through (helper, uri, "moving", "move", "moved", 3000);
+  cluster_check_held_through (helper, uri, "failing", "kill", "killed", 30000);
+  g_output_stream_close (helper->in, NULL, NULL);
+  g_assert_cmpint (porta_test_child_wait (helper, NULL), ==, 0);
+  assert_worker_ends ();
+}
+
 /* ----------------------------------------------------- the helper sides */
 
 /* Python portalocker's RedisLock holds channel N while it has a subscriber
@@ -1239,5 +1372,6 @@ main (int    argc,
   g_test_add_func ("/redis/counter", test_counter);
   g_test_add_func ("/redis/tls", test_tls);
   g_test_add_func ("/redis/portalocker", test_portalocker);
+  g_test_add_func ("/redis/cluster", test_cluster);
   return g_test_run ();
 }
