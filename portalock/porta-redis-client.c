@@ -345,6 +345,8 @@ porta_redis_display_uri (const char *uri)
 
   if (uri == NULL)
     return g_strdup ("(null)");
+  if (porta_redis_cluster_is_uri (uri))
+    return porta_redis_cluster_display_uri (uri);
   parsed = g_uri_parse (uri, G_URI_FLAGS_HAS_PASSWORD | G_URI_FLAGS_ENCODED, NULL);
   if (parsed == NULL)
     {
@@ -1451,15 +1453,11 @@ porta_redis_client_get (const char    *uri,
   client = g_new0 (PortaRedisClient, 1);
   client->ref_count = 1;
   client->key = g_steal_pointer (&key);
+  client->display_uri = porta_redis_display_uri (uri);
   if (porta_redis_cluster_is_uri (uri))
-    {
-      client->display_uri = porta_redis_cluster_display_uri (uri);
-      client->cluster = porta_redis_cluster_new (client, uri, client->display_uri,
-                                                 &client->user, &client->password,
-                                                 &client->tls, error);
-    }
-  else
-    client->display_uri = porta_redis_display_uri (uri);
+    client->cluster = porta_redis_cluster_new (client, uri, client->display_uri,
+                                               &client->user, &client->password,
+                                               &client->tls, error);
   if (client->cluster == NULL && (porta_redis_cluster_is_uri (uri) ||
                                   !client_parse_uri (client, uri, error)))
     {

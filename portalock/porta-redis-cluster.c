@@ -172,6 +172,13 @@ parse_uri (PortaRedisCluster  *cluster,
                    cluster->display_uri);
       return FALSE;
     }
+  if (items[0] == NULL)
+    {
+      g_set_error (error, G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT,
+                   _("Invalid Redis URI “%s”: it names no node of the cluster"),
+                   cluster->display_uri);
+      return FALSE;
+    }
   for (guint k = 0; items[k] != NULL; k++)
     {
       Seed seed = { NULL, 0 };

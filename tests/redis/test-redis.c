@@ -315,6 +315,8 @@ test_invalid (void)
   static const char *const uris[] = {
     "http://localhost/", "redis://", "redis://host/abc", "unix://relative/path",
     "redis://user:hunter2@host:notaport/", "not a uri at all", "redis://h/0?x=1",
+    "redis+cluster://", "redis+cluster://h:notaport/", "redis+cluster://h:1,/",
+    "redis+cluster://u:hunter2@h:1/3", "redis+cluster://h:1/?x=1", "rediss+cluster://[::1/",
   };
   static const char *const names[] = { "", "a{b", "c}d" };
 
@@ -358,6 +360,25 @@ test_password_hidden (void)
   g_assert_error (error, G_IO_ERROR, G_IO_ERROR_CONNECTION_REFUSED);
   g_assert_null (strstr (error->message, "hunter2"));
   g_assert_false (porta_redis_lock_get_held (lock));
+  g_clear_object (&lock);
+  assert_worker_ends ();
+}
+
+static void
+test_cluster_unreachable (void)
+{
+  g_autofree char *uri = g_strdup_printf ("redis+cluster://alice:hunter2@127.0.0.1:%u,"
+                                          "127.0.0.1:%u/", free_port (), free_port ());
+  g_autoptr(PortaRedisLock) lock = porta_redis_lock_new (uri, "n", PORTA_LOCK_MODE_EXCLUSIVE);
+  g_autoptr(GError) error = NULL;
+
+  g_assert_null (strstr (porta_redis_lock_get_uri (lock), "hunter2"));
+  g_assert_true (g_str_has_prefix (porta_redis_lock_get_uri (lock), "redis+cluster://alice@127.0.0.1:"));
+  /* Nobody listens on those ports: no node tells the slot map. */
+  g_assert_false (porta_redis_lock_acquire (lock, -1, NULL, &error));
+  g_assert_error (error, G_IO_ERROR, G_IO_ERROR_CONNECTION_REFUSED);
+  g_assert_null (strstr (error->message, "hunter2"));
+  g_test_message ("%s", error->message);
   g_clear_object (&lock);
   assert_worker_ends ();
 }
@@ -1372,6 +1393,7 @@ main (int    argc,
   g_test_add_func ("/redis/counter", test_counter);
   g_test_add_func ("/redis/tls", test_tls);
   g_test_add_func ("/redis/portalocker", test_portalocker);
-  g_test_add_func ("/redis/cluster", test_cluster);
+  g_test_add_func ("/redis/cluster/unreachable", test_cluster_unreachable);
+  g_test_add_func ("/redis/cluster/failover", test_cluster);
   return g_test_run ();
 }
