@@ -360,8 +360,10 @@ porta_redis_lock_class_init (PortaRedisLockClass *klass)
    * PortaRedisLock:uri:
    *
    * The server, as a URI: `redis://[user:password@]host[:port][/db]`,
-   * `rediss://…` for TLS, or `unix:///path/redis.sock?db=N`. Read back,
-   * it leaves the password out. A malformed URI makes every acquire fail
+   * `rediss://…` for TLS, or `unix:///path/redis.sock?db=N`; or a Redis
+   * Cluster, `redis+cluster://[user:password@]host:port[,host:port...]/`
+   * (`rediss+cluster://` for TLS), named by one or more of its nodes.
+   * Read back, it leaves the password out. A malformed URI makes every acquire fail
    * with %G_IO_ERROR_INVALID_ARGUMENT.
    *
    * Since: 1.2
