@@ -172,6 +172,8 @@ struct _PortaRedisHold
   Op                *pending_op;   /* granted, still taking portalocker's */
   GMainContext      *pulse_context; /* renewals wait for it to run, or NULL */
   gboolean           pulsing;       /* a pulse is posted there, not back yet */
+  gint64             renew_sent;   /* when the renewal on its way was sent */
+  gint64             renewed_at;   /* when the last one that held was sent */
 };
 
 struct _Op
@@ -227,6 +229,7 @@ struct _Op
   gboolean           reroute;      /* route again when the ACQUIRE returns */
   gint64             trouble_since;
   GSource           *route_source;
+  gint64             sent_at;      /* when the last ACQUIRE was sent */
 };
 
 static GMutex        registry_mutex;
@@ -1688,6 +1691,20 @@ renew_reply (PortaRedisClient *client,
         local_error = g_error_new (error->domain, error->code,
                                    _("Cannot renew the lease: %s"), error->message);
       else if (reply->type == REDIS_REPLY_ERROR && client->sharded &&
+               !g_str_has_prefix (reply->str, "MOVED ") && !g_str_has_prefix (reply->str, "ASK ") &&
+               cluster_reply_is_transient (reply->str))
+        {
+          /* The whole cluster refuses commands while any master is being
+           * replaced (CLUSTERDOWN): nobody can take the lock meanwhile, so
+           * it is kept, and renewed at the next tick, until its lease
+           * would have run out. */
+          if (g_get_monotonic_time () >= hold->renewed_at + (gint64) hold->lease_ms * 1000)
+            local_error = g_error_new (G_IO_ERROR, G_IO_ERROR_TIMED_OUT,
+                                       _("Its lease ran out while the Redis cluster could not "
+                                         "serve it (%s), and another client may hold it now"),
+                                       reply->str);
+        }
+      else if (reply->type == REDIS_REPLY_ERROR && client->sharded &&
                cluster_reply_is_transient (reply->str))
         local_error = g_error_new (G_IO_ERROR, G_IO_ERROR_NOT_CONNECTED,
                                    _("Its node of the Redis cluster, %s, does not serve it "
@@ -1705,6 +1722,8 @@ renew_reply (PortaRedisClient *client,
                                      "process stopped, or cut off from %s?), and "
                                      "another client may hold it now"),
                                    client->display_uri);
+      else if (reply->type == REDIS_REPLY_INTEGER && reply->integer == 1)
+        hold->renewed_at = hold->renew_sent;
       if (local_error != NULL)
         hold_lost (hold, local_error);
     }
@@ -1719,6 +1738,7 @@ renew_send (PortaRedisHold *hold)
   if (hold->renewing || !hold->active)
     return;
   hold->renewing = TRUE;
+  hold->renew_sent = g_get_monotonic_time ();
   lease = g_strdup_printf ("%u", hold->lease_ms);
   script_run (hold->client, SCRIPT_RENEW, hold->keys, 4, renew_reply, hold_ref (hold),
               hold->token, lease, hold->wake, SHARDED_ARG (hold->client), NULL);
@@ -1817,6 +1837,7 @@ hold_new (Op      *op,
   hold->lease_ms = op->lease_ms;
   hold->fence = fence;
   hold->active = TRUE;
+  hold->renewed_at = op->sent_at;
   op->client->holds = g_list_prepend (op->client->holds, hold);
   hold->renew_source = g_timeout_source_new (MAX (hold->lease_ms / 3, 1));
   g_source_set_callback (hold->renew_source, renew_tick, hold, NULL);
@@ -2814,6 +2835,7 @@ op_attempt (Op *op)
   if (op->subscribed)
     op->enqueued = TRUE;   /* maybe in line from now on */
   op->live_gen = client->live_gen;
+  op->sent_at = g_get_monotonic_time ();
   capacity = g_strdup_printf ("%u", op->exclusive ? 1 : op->capacity);
   lease = g_strdup_printf ("%u", op->lease_ms);
   script_run (client, SCRIPT_ACQUIRE, op->keys, N_KEYS, acquire_reply, op_ref (op),

@@ -267,6 +267,16 @@ class ClusterTest(unittest.TestCase):
         fence = int(holder.expect('held')[1][0])
         waiter = self.child('--wait', self.uri, name, str(int(PATIENCE * 1000)))
         waiter.expect('waiting')
+        # A lock on another master, renewed every 1.3 s, through the
+        # failover: the whole cluster answers CLUSTERDOWN for a while, and
+        # a renewal refused so is no loss.
+        bystander_name = [n for p, n in self.cluster.names_on_masters('bystander').items()
+                          if p != master][0]
+        bystander = Porta.RedisLock.new(self.uri, bystander_name, EXCLUSIVE)
+        bystander.props.lease_ms = 4000
+        bystander_lost = []
+        bystander.connect('lost', lambda lock, error: bystander_lost.append(error.message))
+        bystander.acquire(int(PATIENCE * 1000), None)
         time.sleep(0.3)
         # The grant must be on the replica for the token order below.
         self.assertEqual(self.cluster.cli(master, 'WAIT', '1', '5000'), '1')
@@ -282,6 +292,13 @@ class ClusterTest(unittest.TestCase):
         self.assertLess(lost_at - killed, 5.0)
         holder.say()    # it no longer holds the lock: it leaves without a word
         self.assertEqual(holder.proc.wait(timeout=PATIENCE), 0)
+        # Two more renewals, then the `lost` it would have had is seen.
+        deadline = time.monotonic() + 3.0
+        while time.monotonic() < deadline:
+            GLib.MainContext.default().iteration(False) or time.sleep(0.01)
+        self.assertEqual(bystander_lost, [])
+        self.assertTrue(bystander.props.held)
+        bystander.release()
         # New acquires go to the new master.
         lock = Porta.RedisLock.new(self.uri, name, EXCLUSIVE)
         lock.acquire(int(PATIENCE * 1000), None)
