@@ -12,6 +12,7 @@
 #include "porta-i18n-private.h"
 #include "porta-lock.h"
 #include "porta-redis-client-private.h"
+#include "porta-redis-cluster-private.h"
 #include "porta-redis-lock.h"
 #include "porta-waiter-private.h"
 
@@ -891,6 +892,15 @@ porta_redis_lock_prepare (PortaRedisLock  *self,
       g_set_error (error, G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT,
                    _("The Redis lock %s cannot be shared with Python portalocker’s "
                      "protocol, whose locks are exclusive only"),
+                   self->display);
+      return FALSE;
+    }
+  if (self->protocol == PORTA_REDIS_PROTOCOL_PORTALOCKER && porta_redis_cluster_is_uri (self->uri))
+    {
+      /* PUBSUB NUMSUB counts the subscribers of one node only. */
+      g_set_error (error, G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT,
+                   _("The Redis lock %s cannot use Python portalocker’s protocol on a "
+                     "Redis Cluster, where portalocker cannot see another node’s holder"),
                    self->display);
       return FALSE;
     }

@@ -248,6 +248,16 @@ class PortalockerInterop(unittest.TestCase):
         self.assertTrue(lock.props.held)
         lock.release()
 
+    def test_cluster_refused(self):
+        # Refused before anything is connected: no cluster is needed.
+        lock = Porta.RedisLock.new('redis+cluster://127.0.0.1:1/', 'p-cluster', EXCLUSIVE)
+        lock.props.protocol = PORTALOCKER
+        with self.assertRaises(GLib.Error) as caught:
+            lock.acquire(0, None)
+        self.assertTrue(caught.exception.matches(Gio.io_error_quark(),
+                                                 Gio.IOErrorEnum.INVALID_ARGUMENT))
+        self.assertIn('Cluster', caught.exception.message)
+
     def test_shared_refused(self):
         for lock in (Porta.RedisLock.new(self.server.uri, 'p-shared', Porta.LockMode.SHARED),
                      Porta.RedisLock.new_counting(self.server.uri, 'p-shared', 3)):
