@@ -271,10 +271,12 @@ def script_times(client):
     lock scripts by name (their SHA1, computed from portalock/redis/)."""
     names = {}
     folder = os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', 'portalock', 'redis')
+    with open(os.path.join(folder, 'common.lua'), 'rb') as f:
+        common = f.read()    # put in front of each script by the library
     for name in ('acquire', 'release', 'renew', 'withdraw'):
         try:
             with open(os.path.join(folder, name + '.lua'), 'rb') as f:
-                names[hashlib.sha1(f.read()).hexdigest()] = name
+                names[hashlib.sha1(common + f.read()).hexdigest()] = name
         except OSError:
             pass
     times = {}

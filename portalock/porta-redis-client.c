@@ -521,13 +521,22 @@ scripts_load_once (void)
 
   if (g_once_init_enter (&loaded))
     {
+      /* What the scripts share goes in front of each (redis/common.lua). */
+      g_autoptr(GBytes) common = g_resources_lookup_data ("/org/gnome/Portalock/redis/common.lua",
+                                                          G_RESOURCE_LOOKUP_FLAGS_NONE, NULL);
+
+      g_assert (common != NULL);
       for (guint k = 0; k < N_SCRIPTS; k++)
         {
           g_autofree char *path = g_strconcat ("/org/gnome/Portalock/redis/",
                                                script_names[k], NULL);
+          g_autoptr(GBytes) own = g_resources_lookup_data (path, G_RESOURCE_LOOKUP_FLAGS_NONE, NULL);
+          GByteArray *body = g_byte_array_new ();
 
-          scripts[k].body = g_resources_lookup_data (path, G_RESOURCE_LOOKUP_FLAGS_NONE, NULL);
-          g_assert (scripts[k].body != NULL);
+          g_assert (own != NULL);
+          g_byte_array_append (body, g_bytes_get_data (common, NULL), (guint) g_bytes_get_size (common));
+          g_byte_array_append (body, g_bytes_get_data (own, NULL), (guint) g_bytes_get_size (own));
+          scripts[k].body = g_byte_array_free_to_bytes (body);
           scripts[k].sha1 = g_compute_checksum_for_bytes (G_CHECKSUM_SHA1, scripts[k].body);
         }
       g_once_init_leave (&loaded, 1);
@@ -1001,7 +1010,13 @@ conn_connect (Conn *conn)
       g_autofree char *uuid = g_uuid_string_random ();
 
       g_free (client->liveness);
-      client->liveness = g_strconcat ("porta:live:", uuid, NULL);
+      /* On a cluster node the channel names the node, whose subscribers
+       * alone PUBSUB NUMSUB counts there (see redis/common.lua). */
+      if (client->sharded)
+        client->liveness = g_strdup_printf ("porta:live:%s@%s:%u", uuid, client->host,
+                                            client->port);
+      else
+        client->liveness = g_strconcat ("porta:live:", uuid, NULL);
       client->live_ready = FALSE;
     }
 
@@ -2840,7 +2855,9 @@ op_attempt (Op *op)
   lease = g_strdup_printf ("%u", op->lease_ms);
   script_run (client, SCRIPT_ACQUIRE, op->keys, N_KEYS, acquire_reply, op_ref (op),
               op->token, op->exclusive ? "x" : "s", capacity, lease, client->liveness,
-              op->subscribed ? "1" : "0", lease, op->wake, SHARDED_ARG (client), NULL);
+              op->subscribed ? "1" : "0", lease, op->wake, SHARDED_ARG (client),
+              op->route != NULL ? porta_redis_cluster_get_masters (op->route->cluster) : "",
+              NULL);
 }
 
 /* ----------------------------------------------------- waits on a cluster */

@@ -43,6 +43,9 @@ guint              porta_redis_key_slot             (const char         *name);
 PortaRedisClient  *porta_redis_cluster_lookup       (PortaRedisCluster  *cluster,
                                                      guint               slot);
 gboolean           porta_redis_cluster_is_known     (PortaRedisCluster  *cluster);
+/* The masters of the last map read, as "host:port host:port...": what
+ * the lock scripts take for the nodes still alive (redis/common.lua). */
+const char        *porta_redis_cluster_get_masters  (PortaRedisCluster  *cluster);
 
 typedef void (*PortaRedisClusterFunc) (gpointer      data,
                                        const GError *error);

@@ -40,6 +40,7 @@ struct _PortaRedisCluster
   /* Worker thread only. */
   GHashTable       *nodes;          /* "host:port" -> PortaRedisClient (a reference) */
   PortaRedisClient *slots[PORTA_REDIS_N_SLOTS];   /* into nodes */
+  char             *masters;        /* "host:port host:port...": of the last map */
   gboolean          known;
   gboolean          refreshing;
   GPtrArray        *candidates;     /* nodes to ask for the map, in turn */
@@ -228,6 +229,7 @@ porta_redis_cluster_free (PortaRedisCluster *cluster)
 {
   g_assert (!cluster->refreshing && cluster->waiting->len == 0);
   g_hash_table_unref (cluster->nodes);
+  g_free (cluster->masters);
   g_clear_error (&cluster->last_error);
   g_array_unref (cluster->seeds);
   g_array_unref (cluster->waiting);
@@ -265,6 +267,12 @@ porta_redis_cluster_lookup (PortaRedisCluster *cluster,
 {
   g_return_val_if_fail (slot < PORTA_REDIS_N_SLOTS, NULL);
   return cluster->slots[slot];
+}
+
+const char *
+porta_redis_cluster_get_masters (PortaRedisCluster *cluster)
+{
+  return cluster->masters != NULL ? cluster->masters : "";
 }
 
 gboolean
@@ -319,6 +327,7 @@ cluster_apply_slots (PortaRedisCluster *cluster,
                      const redisReply  *reply)
 {
   PortaRedisClient *slots[PORTA_REDIS_N_SLOTS] = { NULL, };
+  g_autoptr(GPtrArray) masters = g_ptr_array_new_with_free_func (g_free);
 
   if (reply->type != REDIS_REPLY_ARRAY || reply->elements == 0)
     return FALSE;
@@ -348,8 +357,19 @@ cluster_apply_slots (PortaRedisCluster *cluster,
         host = porta_redis_client_get_host (asked);
       for (long long s = first; s <= last; s++)
         slots[s] = cluster_node (cluster, host, (guint16) master->element[1]->integer);
+      {
+        char *name = g_strdup_printf ("%s:%u", host, (guint) master->element[1]->integer);
+
+        if (g_ptr_array_find_with_equal_func (masters, name, g_str_equal, NULL))
+          g_free (name);
+        else
+          g_ptr_array_add (masters, name);
+      }
     }
   memcpy (cluster->slots, slots, sizeof slots);
+  g_ptr_array_add (masters, NULL);
+  g_free (cluster->masters);
+  cluster->masters = g_strjoinv (" ", (char **) masters->pdata);
   cluster->known = TRUE;
   return TRUE;
 }

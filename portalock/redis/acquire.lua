@@ -9,7 +9,9 @@
 -- ARGV: token, mode ("x" exclusive, "s" shared), capacity (0: unlimited),
 --       lease ms, liveness channel, enqueue ("1": wait in line), waiter
 --       lease ms, wake-up channel, sharded ("1": wake-ups go out with
---       SPUBLISH, as on a cluster node; else PUBLISH).
+--       SPUBLISH, as on a cluster node; else PUBLISH), and on a cluster
+--       the masters of the caller's map ("host:port host:port...", see
+--       common.lua).
 -- Returns {1, fence} when granted, else {0, retry_ms, first, liveness...}:
 -- retry_ms is how long until the earliest lease that blocks the caller
 -- runs out, first is 1 when the caller is first in line, and the liveness
@@ -21,53 +23,11 @@ local cap, lease = tonumber(ARGV[3]), tonumber(ARGV[4])
 local live, enqueue, wlease, wake = ARGV[5], ARGV[6] == '1', tonumber(ARGV[7]), ARGV[8]
 local publish = ARGV[9] == '1' and 'SPUBLISH' or 'PUBLISH'
 
--- Publishes, on the wake-up channel, the tokens of the waiters that can go
--- now, from the head of the line: only they try again. Waiters whose
--- process is gone or whose place in line ran out are dropped on the way.
-local function wake_next(h, i, q, w, wake, now, publish)
-  local count, excl = 0, false
-  for _, tok in ipairs(redis.call('ZRANGE', h, 0, -1)) do
-    count = count + 1
-    if string.sub(redis.call('HGET', i, tok) or 'x', 1, 1) == 'x' then excl = true end
-  end
-  local go, alive = {}, {}
-  for _, tok in ipairs(redis.call('ZRANGE', q, 0, -1)) do
-    local info = redis.call('HGET', w, tok) or 'x|0||0'
-    local m, c, l, deadline = string.match(info, '^([^|]*)|([^|]*)|([^|]*)|([^|]*)$')
-    if alive[l] == nil then
-      alive[l] = tonumber(redis.call('PUBSUB', 'NUMSUB', l)[2]) > 0
-    end
-    if tonumber(deadline) <= now or not alive[l] then
-      redis.call('ZREM', q, tok)
-      redis.call('HDEL', w, tok)
-    else
-      c = tonumber(c)
-      if m == 'x' then
-        if count > 0 then break end
-      elseif excl or (c ~= 0 and count >= c) then
-        break
-      end
-      count = count + 1
-      if m == 'x' then excl = true end
-      go[#go + 1] = tok
-    end
-  end
-  if #go > 0 then
-    redis.call(publish, wake, table.concat(go, ' '))
-  end
-end
-
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-
--- A liveness channel without a subscriber: its process is gone.
-local alive = {}
-local function is_alive(channel)
-  if alive[channel] == nil then
-    local r = redis.call('PUBSUB', 'NUMSUB', channel)
-    alive[channel] = tonumber(r[2]) > 0
-  end
-  return alive[channel]
+local now = server_now()
+here = node_of(live)
+if ARGV[10] ~= nil and ARGV[10] ~= '' then
+  masters = {}
+  for node in string.gmatch(ARGV[10], '%S+') do masters[node] = true end
 end
 
 local function can_go(m, c, count, excl)
@@ -93,7 +53,8 @@ for k = 1, #holders, 2 do
     count = count + 1
     if m == 'x' then excl = true end
     if earliest == nil or deadline < earliest then earliest = deadline end
-    if not watched[l] then
+    -- Only this node's channels can be looked at by the first waiter.
+    if not watched[l] and node_of(l) == here then
       watched[l] = true
       watch[#watch + 1] = l
     end

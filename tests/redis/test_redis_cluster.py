@@ -204,14 +204,17 @@ class ClusterTest(unittest.TestCase):
         time.sleep(0.3)
         moved = time.monotonic()
         self.cluster.move_slot(slot, source, target)
-        # The holder's liveness does not move with the slot: the waiter,
-        # sent on to the new master, takes the lock there, with a greater
-        # fencing token (the counter moved with the keys), and the holder
-        # hears at its next renewal (a third of its lease) that it lost it.
+        # The holder's liveness does not move with the slot, and the new
+        # master cannot see it: the holder counts as alive there until its
+        # lease runs out. It hears at its next renewal (a third of its
+        # lease) that it lost the lock, before that; then the waiter, sent
+        # on to the new master, takes it there, with a greater fencing
+        # token (the counter moved with the keys). Never two holders.
+        lost_at, _ = holder.expect('lost')
         got_at, got = waiter.expect('held')
         self.assertGreater(int(got[0]), fence)
-        lost_at, _ = holder.expect('lost')
         self.assertLess(lost_at - moved, 3.0 + 2.0)
+        self.assertLess(lost_at, got_at)
         self.assertEqual(self.cluster.cli(target, 'EXISTS', 'porta:{%s}:f' % name), '1')
         print('slot moving from: waiter held after %.0f ms, holder lost after %.0f ms' % (
             (got_at - moved) * 1000, (lost_at - moved) * 1000), file=sys.stderr)
