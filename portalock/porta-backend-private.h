@@ -7,6 +7,7 @@
 
 #include <gio/gio.h>
 
+#include "porta-common-private.h"
 #include "porta-types.h"
 
 G_BEGIN_DECLS
@@ -166,14 +167,6 @@ void                   porta_set_open_error     (GError                **error,
                                                  int                     errsv,
                                                  const char             *path,
                                                  const char             *display);
-/* Why a wait that timed out does not name the lock's holder. */
-typedef enum
-{
-  PORTA_HOLDER_NOT_TOLD,        /* looked up, but the system does not say */
-  PORTA_HOLDER_WAIT_TOO_SHORT,  /* a kernel wait too short to look it up */
-  PORTA_HOLDER_RETRYING_WAIT,   /* a wait that retried with a back-off */
-} PortaHolderUnknown;
-
 void                   porta_set_wait_error     (GError                **error,
                                                  int                     result,
                                                  int                     timeout_ms,

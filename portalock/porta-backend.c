@@ -734,9 +734,8 @@ porta_set_lock_error (GError                **error,
     }
 }
 
-/* Sets an error for a wait that ended without the lock: timed out (naming
- * @holder when the wait found it, else saying why not: @unknown), cancelled,
- * or a failed lock call. */
+/* Sets an error for a wait that ended without the lock: timed out or
+ * cancelled (porta_set_wait_end_error()), or a failed lock call. */
 void
 porta_set_wait_error (GError                **error,
                       int                     result,
@@ -747,26 +746,6 @@ porta_set_wait_error (GError                **error,
                       const PortaBackendOps  *ops,
                       const PortaLockFile    *lf)
 {
-  if (result == ETIMEDOUT && holder != NULL)
-    g_set_error (error, G_IO_ERROR, G_IO_ERROR_TIMED_OUT,
-                 _("Timed out after %d ms waiting for the lock on “%s”, held by %s"),
-                 timeout_ms, display, holder);
-  else if (result == ETIMEDOUT && unknown == PORTA_HOLDER_WAIT_TOO_SHORT)
-    g_set_error (error, G_IO_ERROR, G_IO_ERROR_TIMED_OUT,
-                 _("Timed out after %d ms waiting for the lock on “%s”; its holder is unknown (waits under 100 ms do not look it up)"),
-                 timeout_ms, display);
-  else if (result == ETIMEDOUT && unknown == PORTA_HOLDER_RETRYING_WAIT)
-    g_set_error (error, G_IO_ERROR, G_IO_ERROR_TIMED_OUT,
-                 _("Timed out after %d ms waiting for the lock on “%s”; its holder is unknown (waits that retry, as on network filesystems, do not look it up)"),
-                 timeout_ms, display);
-  else if (result == ETIMEDOUT)
-    g_set_error (error, G_IO_ERROR, G_IO_ERROR_TIMED_OUT,
-                 _("Timed out after %d ms waiting for the lock on “%s”; its holder is unknown (the system does not say who holds it)"),
-                 timeout_ms, display);
-  else if (result == ECANCELED)
-    g_set_error (error, G_IO_ERROR, G_IO_ERROR_CANCELLED,
-                 _("Waiting for the lock on “%s” was cancelled"),
-                 display);
-  else
+  if (!porta_set_wait_end_error (error, result, timeout_ms, holder, unknown, display))
     porta_set_lock_error (error, result, display, ops, lf);
 }

@@ -229,7 +229,7 @@ porta_fd_lock (int             fd,
     r = fl.ops->lock (fd, mode, FALSE);
   if (r == EWOULDBLOCK && timeout_ms != 0)
     r = porta_waiter_wait_sync (fl.ops, &fl.lf, porta_lock_file_must_back_off (&fl.lf),
-                                mode, porta_waiter_deadline (timeout_ms), cancellable, &holder,
+                                mode, porta_deadline (timeout_ms), cancellable, &holder,
                                 &unknown);
   if (r != 0)
     fd_lock_set_error (&fl, r, holder, unknown, error);
@@ -331,7 +331,7 @@ porta_fd_lock_async (int                  fd,
   if (r == EWOULDBLOCK && timeout_ms != 0)
     {
       porta_waiter_wait_async (fl->ops, &fl->lf, porta_lock_file_must_back_off (&fl->lf),
-                               mode, porta_waiter_deadline (timeout_ms), cancellable, io_priority,
+                               mode, porta_deadline (timeout_ms), cancellable, io_priority,
                                fd_lock_waited, g_steal_pointer (&task));
       return;
     }

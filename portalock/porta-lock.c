@@ -113,11 +113,13 @@ enum {
   PROP_MODE,
   PROP_BACKEND,
   PROP_FLAGS,
-  PROP_HELD,
-  N_PROPS
+  N_PROPS,
+
+  PROP_HELD = N_PROPS,
 };
 
 static GParamSpec *properties[N_PROPS];
+static GParamSpec *held_pspec;
 
 static void porta_lock_lockable_iface_init (PortaLockableInterface *iface);
 
@@ -137,7 +139,7 @@ porta_lock_set_held (PortaLock *self,
   if (self->held == !!held)
     return;
   self->held = !!held;
-  g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_HELD]);
+  g_object_notify_by_pspec (G_OBJECT (self), held_pspec);
 }
 
 static void
@@ -395,10 +397,7 @@ porta_lock_constructed (GObject *object)
     }
 
   self->path = g_file_get_path (self->file);
-  if (self->path != NULL)
-    self->display = g_filename_display_name (self->path);
-  else
-    self->display = g_file_get_parse_name (self->file);
+  self->display = porta_file_display_name (self->file);
 }
 
 static void
@@ -536,9 +535,8 @@ porta_lock_class_init (PortaLockClass *klass)
    * porta_lock_acquire_async(), in the caller's thread-default main
    * context, before the callback runs). Nested acquires and releases of a
    * reentrant lock do not change it. */
-  g_object_class_install_properties (object_class, PROP_HELD, properties);
-  g_object_class_override_property (object_class, PROP_HELD, "held");
-  properties[PROP_HELD] = g_object_class_find_property (object_class, "held");
+  g_object_class_install_properties (object_class, N_PROPS, properties);
+  held_pspec = porta_lockable_override_held (object_class, PROP_HELD);
 }
 
 static void
@@ -802,7 +800,7 @@ porta_lock_acquire (PortaLock     *self,
       return FALSE;
     }
 
-  deadline = porta_waiter_deadline (timeout_ms);
+  deadline = porta_deadline (timeout_ms);
   for (;;)
     {
       TryResult tr = porta_lock_try_once (self, timeout_ms < 0 && cancellable == NULL, error);
@@ -1018,7 +1016,7 @@ porta_lock_acquire_async (PortaLock           *self,
 
   data = g_new0 (AcquireData, 1);
   data->timeout_ms = timeout_ms;
-  data->deadline = porta_waiter_deadline (timeout_ms);
+  data->deadline = porta_deadline (timeout_ms);
   data->caller = g_thread_self ();
   g_task_set_task_data (task, data, g_free);
 
@@ -1267,7 +1265,7 @@ porta_lock_convert (PortaLock      *self,
   r = self->ops->lock (self->lf.fd, mode, FALSE);
   if (r == EWOULDBLOCK && timeout_ms != 0)
     r = porta_waiter_wait_sync (self->ops, &self->lf, porta_lock_must_back_off (self),
-                                mode, porta_waiter_deadline (timeout_ms), cancellable,
+                                mode, porta_deadline (timeout_ms), cancellable,
                                 &holder, &unknown);
   if (r != 0)
     {
@@ -1374,7 +1372,7 @@ porta_lock_convert_async (PortaLock           *self,
     {
       self->pending = TRUE;
       porta_waiter_wait_async (self->ops, &self->lf, porta_lock_must_back_off (self),
-                               mode, porta_waiter_deadline (timeout_ms), cancellable,
+                               mode, porta_deadline (timeout_ms), cancellable,
                                io_priority, convert_waited, g_steal_pointer (&task));
       return;
     }

@@ -19,6 +19,7 @@
 # include <signal.h>
 #endif
 
+#include "porta-common-private.h"
 #include "porta-enums.h"
 #include "porta-i18n-private.h"
 #include "porta-lock.h"
@@ -114,11 +115,13 @@ struct _PortaPidFile
 enum {
   PROP_0,
   PROP_FILE,
-  PROP_HELD,
-  N_PROPS
+  N_PROPS,
+
+  PROP_HELD = N_PROPS,
 };
 
 static GParamSpec *properties[N_PROPS];
+static GParamSpec *held_pspec;
 
 static void porta_pid_file_lockable_init (PortaLockableInterface *iface);
 
@@ -260,7 +263,7 @@ porta_pid_file_set_held (PortaPidFile *self,
   if (self->held == !!held)
     return;
   self->held = !!held;
-  g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_HELD]);
+  g_object_notify_by_pspec (G_OBJECT (self), held_pspec);
 }
 
 /* Rewrites the file through the lock's own descriptor with @contents
@@ -430,7 +433,6 @@ static void
 porta_pid_file_constructed (GObject *object)
 {
   PortaPidFile *self = PORTA_PID_FILE (object);
-  g_autofree char *path = NULL;
 
   G_OBJECT_CLASS (porta_pid_file_parent_class)->constructed (object);
 
@@ -440,9 +442,7 @@ porta_pid_file_constructed (GObject *object)
       self->file = g_file_new_for_path ("/dev/null");
     }
 
-  path = g_file_get_path (self->file);
-  self->display = path != NULL ? g_filename_display_name (path)
-                               : g_file_get_parse_name (self->file);
+  self->display = porta_file_display_name (self->file);
   self->lock = porta_lock_new_full (self->file,
                                     PORTA_LOCK_MODE_EXCLUSIVE,
                                     PORTA_BACKEND_DEFAULT,
@@ -515,12 +515,11 @@ porta_pid_file_class_init (PortaPidFileClass *klass)
                          G_PARAM_READWRITE | G_PARAM_CONSTRUCT_ONLY |
                          G_PARAM_STATIC_STRINGS | G_PARAM_EXPLICIT_NOTIFY);
 
-  g_object_class_install_property (object_class, PROP_FILE, properties[PROP_FILE]);
+  g_object_class_install_properties (object_class, N_PROPS, properties);
 
   /* The #PortaLockable:held property: %TRUE once the file is locked and
    * holds this process's ID, until it is released. */
-  g_object_class_override_property (object_class, PROP_HELD, "held");
-  properties[PROP_HELD] = g_object_class_find_property (object_class, "held");
+  held_pspec = porta_lockable_override_held (object_class, PROP_HELD);
 }
 
 static void
@@ -934,7 +933,7 @@ porta_pid_file_query_holder (GFile    *file,
     *command = NULL;
 
   path = g_file_get_path (file);
-  display = path != NULL ? g_filename_display_name (path) : g_file_get_parse_name (file);
+  display = porta_file_display_name (file);
   if (path == NULL)
     {
       g_set_error (error, G_IO_ERROR, G_IO_ERROR_NOT_SUPPORTED,

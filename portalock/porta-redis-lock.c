@@ -7,14 +7,13 @@
 
 #include <errno.h>
 
-#include "porta-backend-private.h"
+#include "porta-common-private.h"
 #include "porta-enums.h"
 #include "porta-i18n-private.h"
 #include "porta-lock.h"
 #include "porta-redis-client-private.h"
 #include "porta-redis-cluster-private.h"
 #include "porta-redis-lock.h"
-#include "porta-waiter-private.h"
 
 /**
  * SECTION:porta-redis-lock
@@ -512,8 +511,7 @@ porta_redis_lock_class_init (PortaRedisLockClass *klass)
                        G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS | G_PARAM_EXPLICIT_NOTIFY);
 
   g_object_class_install_properties (object_class, N_PROPS, properties);
-  g_object_class_override_property (object_class, PROP_HELD, "held");
-  held_pspec = g_object_class_find_property (object_class, "held");
+  held_pspec = porta_lockable_override_held (object_class, PROP_HELD);
 
   /**
    * PortaRedisLock::lost:
@@ -922,11 +920,11 @@ porta_redis_lock_set_acquire_error (PortaRedisLock  *self,
                  _("The Redis lock %s is taken"), self->display);
   else if (g_error_matches (cause, G_IO_ERROR, G_IO_ERROR_TIMED_OUT) &&
            g_strcmp0 (cause->message, PORTA_REDIS_WAIT_TIMED_OUT) == 0)
-    porta_set_wait_error (error, ETIMEDOUT, timeout_ms, _("another client of the server"),
-                          PORTA_HOLDER_NOT_TOLD, display, NULL, NULL);
+    porta_set_wait_end_error (error, ETIMEDOUT, timeout_ms, _("another client of the server"),
+                              PORTA_HOLDER_NOT_TOLD, display);
   else if (g_error_matches (cause, G_IO_ERROR, G_IO_ERROR_CANCELLED))
-    porta_set_wait_error (error, ECANCELED, timeout_ms, NULL, PORTA_HOLDER_NOT_TOLD, display,
-                          NULL, NULL);
+    porta_set_wait_end_error (error, ECANCELED, timeout_ms, NULL, PORTA_HOLDER_NOT_TOLD,
+                              display);
   else
     {
       g_propagate_prefixed_error (error, g_steal_pointer (&cause),
@@ -1022,7 +1020,7 @@ porta_redis_lock_acquire_async (PortaRedisLock      *self,
   request.lease_ms = self->lease_ms;
   request.replicas = self->replicas_to_confirm;
   request.timeout_ms = timeout_ms;
-  request.deadline = porta_waiter_deadline (timeout_ms);
+  request.deadline = porta_deadline (timeout_ms);
   request.lost_context = self->context;
   request.lost_func = porta_redis_lock_lost;
   request.lost_data = box;

@@ -13,7 +13,7 @@
 #include "porta-i18n-private.h"
 #include "porta-lock.h"
 #include "porta-semaphore.h"
-#include "porta-waiter-private.h"
+#include "porta-common-private.h"
 
 /**
  * SECTION:porta-semaphore
@@ -558,7 +558,6 @@ static void
 porta_semaphore_constructed (GObject *object)
 {
   PortaSemaphore *self = PORTA_SEMAPHORE (object);
-  const char *path;
 
   G_OBJECT_CLASS (porta_semaphore_parent_class)->constructed (object);
 
@@ -571,11 +570,7 @@ porta_semaphore_constructed (GObject *object)
       self->directory = g_file_new_for_path (g_get_user_runtime_dir ());
       self->default_directory = TRUE;
     }
-  path = g_file_peek_path (self->directory);
-  if (path != NULL)
-    self->display_directory = g_filename_display_name (path);
-  else
-    self->display_directory = g_file_get_parse_name (self->directory);
+  self->display_directory = porta_file_display_name (self->directory);
 
   self->slots = g_new0 (PortaLock *, self->max_holders);
 }
@@ -713,8 +708,7 @@ porta_semaphore_class_init (PortaSemaphoreClass *klass)
    * changes, together with PortaSemaphore:slot, in the thread that
    * acquired or released the slot (for porta_semaphore_acquire_async(), in
    * the caller's thread-default main context, before the callback runs). */
-  g_object_class_override_property (object_class, PROP_HELD, "held");
-  held_pspec = g_object_class_find_property (object_class, "held");
+  held_pspec = porta_lockable_override_held (object_class, PROP_HELD);
 }
 
 static void
@@ -933,7 +927,7 @@ porta_semaphore_acquire (PortaSemaphore  *self,
   g_return_val_if_fail (cancellable == NULL || G_IS_CANCELLABLE (cancellable), FALSE);
   g_return_val_if_fail (error == NULL || *error == NULL, FALSE);
 
-  deadline = porta_waiter_deadline (timeout_ms);
+  deadline = porta_deadline (timeout_ms);
   begun = porta_semaphore_begin (self, timeout_ms, cancellable, error);
   if (begun == BEGIN_ERROR)
     return FALSE;
@@ -1025,7 +1019,7 @@ porta_semaphore_acquire_async (PortaSemaphore      *self,
 
   task = porta_semaphore_new_task (self, io_priority, cancellable, callback, user_data);
 
-  deadline = porta_waiter_deadline (timeout_ms);
+  deadline = porta_deadline (timeout_ms);
   begun = porta_semaphore_begin (self, timeout_ms, cancellable, &error);
   if (begun == BEGIN_WAIT)
     {

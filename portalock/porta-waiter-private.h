@@ -21,10 +21,6 @@ G_BEGIN_DECLS
  * description in @holder (NULL if unknown by then, and @unknown says
  * why). */
 
-/* The deadline of a timeout in ms: -1 (forever) and 0 (try once) have
- * none. */
-gint64 porta_waiter_deadline (int timeout_ms);
-
 int  porta_waiter_wait_sync  (const PortaBackendOps *ops,
                               const PortaLockFile   *lf,
                               gboolean               back_off,

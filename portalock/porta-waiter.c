@@ -354,12 +354,6 @@ backoff_wait_sync (const PortaBackendOps *ops,
   return r;
 }
 
-gint64
-porta_waiter_deadline (int timeout_ms)
-{
-  return timeout_ms > 0 ? g_get_monotonic_time () + (gint64) timeout_ms * 1000 : -1;
-}
-
 int
 porta_waiter_wait_sync (const PortaBackendOps  *ops,
                         const PortaLockFile    *lf,

@@ -222,7 +222,7 @@ test_holder_unknown_reasons (void)
       int r;
 
       r = porta_waiter_wait_sync (ops, &lf, cases[i].back_off, PORTA_LOCK_MODE_EXCLUSIVE,
-                                  porta_waiter_deadline (cases[i].timeout_ms), NULL,
+                                  porta_deadline (cases[i].timeout_ms), NULL,
                                   &holder, &unknown);
       g_assert_cmpint (r, ==, ETIMEDOUT);
       /* This process holds it, which /proc/locks tells. */
