@@ -19,6 +19,7 @@
 
 #include "porta-holder-private.h"
 #include "porta-i18n-private.h"
+#include "porta-process-private.h"
 
 #ifdef __linux__
 
@@ -134,18 +135,6 @@ search_fdinfo (guint64  dev,
   return 0;
 }
 
-static char *
-command_of (int pid)
-{
-  g_autofree char *path = g_strdup_printf ("/proc/%d/comm", pid);
-  char *comm = NULL;
-
-  if (!g_file_get_contents (path, &comm, NULL, NULL))
-    return NULL;
-  g_strchomp (comm);
-  return comm;
-}
-
 #endif /* __linux__ */
 
 /* Returns TRUE if a lock of the kind (flock, or fcntl: POSIX and OFD) is
@@ -176,7 +165,7 @@ porta_holder_find (guint64    dev,
   if (found > 0)
     {
       *pid = found;
-      *command = command_of (found);
+      *command = porta_process_command (found);
     }
   return TRUE;
 #endif

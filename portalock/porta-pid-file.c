@@ -13,18 +13,13 @@
 
 #include <glib/gstdio.h>
 
-#ifdef G_OS_WIN32
-# include <windows.h>
-#else
-# include <signal.h>
-#endif
-
 #include "porta-common-private.h"
 #include "porta-enums.h"
 #include "porta-i18n-private.h"
 #include "porta-lock.h"
 #include "porta-lockable.h"
 #include "porta-pid-file.h"
+#include "porta-process-private.h"
 
 /**
  * SECTION:porta-pid-file
@@ -128,133 +123,6 @@ static void porta_pid_file_lockable_init (PortaLockableInterface *iface);
 G_DEFINE_FINAL_TYPE_WITH_CODE (PortaPidFile, porta_pid_file, G_TYPE_OBJECT,
                                G_IMPLEMENT_INTERFACE (PORTA_TYPE_LOCKABLE,
                                                       porta_pid_file_lockable_init))
-
-/* What the system tells of a process. */
-typedef enum
-{
-  PROC_GONE,      /* no such process, or only its zombie */
-  PROC_ALIVE,     /* running; start_time is set */
-  PROC_UNKNOWN,   /* /proc cannot tell (no procfs, hidepid) */
-} ProcState;
-
-#ifdef G_OS_WIN32
-
-/* Windows: whether process @pid runs, and its creation time (in 100 ns
- * units since 1601) as its start time. */
-static ProcState
-read_proc_stat (pid_t    pid,
-                guint64 *start_time)
-{
-  FILETIME created, exited, kernel, user;
-  DWORD exit_code;
-  HANDLE process;
-  ProcState state = PROC_UNKNOWN;
-
-  if (pid <= 0)
-    return PROC_GONE;
-  process = OpenProcess (PROCESS_QUERY_LIMITED_INFORMATION, FALSE, (DWORD) pid);
-  if (process == NULL)
-    return GetLastError () == ERROR_INVALID_PARAMETER ? PROC_GONE : PROC_UNKNOWN;
-  if (GetExitCodeProcess (process, &exit_code) && exit_code != STILL_ACTIVE)
-    state = PROC_GONE;
-  else if (GetProcessTimes (process, &created, &exited, &kernel, &user))
-    {
-      *start_time = ((guint64) created.dwHighDateTime << 32) | created.dwLowDateTime;
-      state = PROC_ALIVE;
-    }
-  CloseHandle (process);
-  return state;
-}
-
-/* Whether process @pid exists: one that cannot be opened for want of
- * rights exists. */
-static gboolean
-process_exists (pid_t pid)
-{
-  guint64 ignored;
-
-  return read_proc_stat (pid, &ignored) != PROC_GONE;
-}
-
-static char *
-read_proc_comm (pid_t pid)
-{
-  wchar_t image[MAX_PATH];
-  DWORD n = G_N_ELEMENTS (image);
-  g_autofree char *path = NULL;
-  HANDLE process;
-  char *name = NULL;
-
-  process = OpenProcess (PROCESS_QUERY_LIMITED_INFORMATION, FALSE, (DWORD) pid);
-  if (process == NULL)
-    return NULL;
-  if (QueryFullProcessImageNameW (process, 0, image, &n))
-    path = g_utf16_to_utf8 (image, n, NULL, NULL, NULL);
-  CloseHandle (process);
-  if (path != NULL)
-    name = g_path_get_basename (path);
-  return name;
-}
-
-#else /* !G_OS_WIN32 */
-
-/* Reads the state (field 3) and the start time (field 22) of process @pid.
- * The command name (field 2) may hold spaces and parentheses, so the
- * fields are counted from the last ')'. */
-static ProcState
-read_proc_stat (pid_t    pid,
-                guint64 *start_time)
-{
-  g_autofree char *path = g_strdup_printf ("/proc/%d/stat", (int) pid);
-  g_autofree char *contents = NULL;
-  g_auto(GStrv) fields = NULL;
-  char *p;
-
-  if (!g_file_get_contents (path, &contents, NULL, NULL))
-    {
-      if (g_file_test ("/proc/self/stat", G_FILE_TEST_EXISTS) &&
-          kill (pid, 0) != 0 && errno == ESRCH)
-        return PROC_GONE;
-      return PROC_UNKNOWN;
-    }
-
-  p = strrchr (contents, ')');
-  if (p == NULL)
-    return PROC_UNKNOWN;
-  /* fields[0] is field 3, the state */
-  fields = g_strsplit (g_strstrip (p + 1), " ", 21);
-  if (g_strv_length (fields) < 21)
-    return PROC_UNKNOWN;
-  /* A zombie has closed its files, and so let go of every lock. */
-  if (g_str_equal (fields[0], "Z") || g_str_equal (fields[0], "X"))
-    return PROC_GONE;
-  if (!g_ascii_string_to_unsigned (fields[19], 10, 0, G_MAXUINT64, start_time, NULL))
-    return PROC_UNKNOWN;
-  return PROC_ALIVE;
-}
-
-/* Whether process @pid exists at all, for systems without /proc. */
-static gboolean
-process_exists (pid_t pid)
-{
-  return pid > 0 && (kill (pid, 0) == 0 || errno == EPERM);
-}
-
-static char *
-read_proc_comm (pid_t pid)
-{
-  g_autofree char *path = g_strdup_printf ("/proc/%d/comm", (int) pid);
-  char *contents = NULL;
-
-  if (!g_file_get_contents (path, &contents, NULL, NULL))
-    return NULL;
-  g_strchomp (contents);
-  if (*contents == '\0')
-    g_clear_pointer (&contents, g_free);
-  return contents;
-}
-
-#endif /* G_OS_WIN32 */
 
 static void
 porta_pid_file_set_held (PortaPidFile *self,
@@ -379,7 +247,7 @@ porta_pid_file_write_pid (PortaPidFile  *self,
   pid_t pid = getpid ();
   guint64 start_time = 0;
 
-  if (read_proc_stat (pid, &start_time) == PROC_ALIVE)
+  if (porta_process_read_stat (pid, &start_time) == PORTA_PROCESS_ALIVE)
     contents = g_strdup_printf ("%d\n%" G_GUINT64_FORMAT "\n", (int) pid, start_time);
   else
     contents = g_strdup_printf ("%d\n", (int) pid);
@@ -852,13 +720,13 @@ process_matches (pid_t    pid,
   *actual_start_time = 0;
   if (pid <= 0)
     return FALSE;
-  switch (read_proc_stat (pid, actual_start_time))
+  switch (porta_process_read_stat (pid, actual_start_time))
     {
-    case PROC_ALIVE:
+    case PORTA_PROCESS_ALIVE:
       return start_time == 0 || start_time == *actual_start_time;
-    case PROC_UNKNOWN:
-      return process_exists (pid);
-    case PROC_GONE:
+    case PORTA_PROCESS_UNKNOWN:
+      return porta_process_exists (pid);
+    case PORTA_PROCESS_GONE:
     default:
       return FALSE;
     }
@@ -984,7 +852,7 @@ porta_pid_file_query_holder (GFile    *file,
    * content, unless the locker has gone and left its lock to a child,
    * as a daemon that forks after locking does. */
   if (parse_pid_file (contents, &file_pid, &file_start) &&
-      (lock_pid <= 0 || lock_pid == file_pid || !process_exists (lock_pid)) &&
+      (lock_pid <= 0 || lock_pid == file_pid || !porta_process_exists (lock_pid)) &&
       process_matches (file_pid, file_start, &holder_start))
     holder = file_pid;
   else if (lock_pid > 0 && process_matches (lock_pid, 0, &holder_start))
@@ -1001,7 +869,7 @@ porta_pid_file_query_holder (GFile    *file,
   if (command != NULL)
     {
       if (holder > 0)
-        *command = read_proc_comm (holder);
+        *command = porta_process_command (holder);
       if (*command == NULL && holder == lock_pid)
         *command = g_steal_pointer (&lock_command);
     }
