@@ -24,8 +24,7 @@ typedef struct _PortaBackendOps PortaBackendOps;
 
 struct _PortaBackendOps
 {
-  PortaBackend  id;
-  const char   *name;
+  PortaBackend  id;    /* porta_backend_get_name() names it */
   /* fcntl() write locks need a descriptor open for writing */
   guint         exclusive_needs_write : 1;
   /* owned by the process, not the open file description */

@@ -206,7 +206,7 @@ win32_unlock (int fd)
 }
 
 const PortaBackendOps porta_win32_ops = {
-  PORTA_BACKEND_WIN32, "win32", FALSE, FALSE, win32_lock, win32_unlock,
+  PORTA_BACKEND_WIN32, FALSE, FALSE, win32_lock, win32_unlock,
 };
 
 gsize

@@ -21,6 +21,7 @@
 #endif
 
 #include "porta-backend-private.h"
+#include "porta-enums.h"
 #include "porta-holder-private.h"
 #include "porta-i18n-private.h"
 
@@ -100,17 +101,17 @@ posix_unlock (int fd)
 }
 
 static const PortaBackendOps flock_ops = {
-  PORTA_BACKEND_FLOCK, "flock", FALSE, FALSE, flock_lock, flock_unlock,
+  PORTA_BACKEND_FLOCK, FALSE, FALSE, flock_lock, flock_unlock,
 };
 
 #ifdef HAVE_OFD_LOCKS
 static const PortaBackendOps ofd_ops = {
-  PORTA_BACKEND_OFD, "ofd", TRUE, FALSE, ofd_lock, ofd_unlock,
+  PORTA_BACKEND_OFD, TRUE, FALSE, ofd_lock, ofd_unlock,
 };
 #endif
 
 static const PortaBackendOps posix_ops = {
-  PORTA_BACKEND_POSIX, "posix", TRUE, TRUE, posix_lock, posix_unlock,
+  PORTA_BACKEND_POSIX, TRUE, TRUE, posix_lock, posix_unlock,
 };
 
 #endif /* G_OS_UNIX */
@@ -159,23 +160,18 @@ porta_backend_get_ops (PortaBackend backend)
     }
 }
 
+/* The nick of the PortaBackend value, as GObject properties and the
+ * bindings spell it. */
 const char *
 porta_backend_get_name (PortaBackend backend)
 {
-  switch (porta_backend_resolve (backend))
-    {
-    case PORTA_BACKEND_FLOCK:
-      return "flock";
-    case PORTA_BACKEND_OFD:
-      return "ofd";
-    case PORTA_BACKEND_POSIX:
-      return "posix";
-    case PORTA_BACKEND_WIN32:
-      return "win32";
-    case PORTA_BACKEND_DEFAULT:
-    default:
-      return "unknown";
-    }
+  static GEnumClass *backends;
+  GEnumValue *value;
+
+  if (g_once_init_enter (&backends))
+    g_once_init_leave (&backends, g_type_class_ref (PORTA_TYPE_BACKEND));
+  value = g_enum_get_value (backends, porta_backend_resolve (backend));
+  return value != NULL ? value->value_nick : "unknown";
 }
 
 #ifdef G_OS_UNIX
@@ -381,7 +377,7 @@ porta_lock_file_open (PortaLockFile          *lf,
         g_set_error (error, G_IO_ERROR, G_IO_ERROR_PERMISSION_DENIED,
                      _("Cannot take an exclusive %s lock on “%s”: "
                        "the file cannot be opened for writing (%s)"),
-                     ops->name, display, g_strerror (errsv));
+                     porta_backend_get_name (ops->id), display, g_strerror (errsv));
       else
         porta_set_open_error (error, errsv, path, display);
       return FALSE;
@@ -697,7 +693,7 @@ porta_set_lock_error (GError                **error,
     case ENOSYS:
       g_set_error (error, G_IO_ERROR, G_IO_ERROR_NOT_SUPPORTED,
                    _("Cannot lock “%s”: its filesystem does not support %s locks (%s)"),
-                   display, ops->name, g_strerror (errsv));
+                   display, porta_backend_get_name (ops->id), g_strerror (errsv));
       break;
     case EBADF:
       /* fcntl() locks: a write lock needs the file open for writing, a
@@ -708,13 +704,13 @@ porta_set_lock_error (GError                **error,
           g_set_error (error, G_IO_ERROR, G_IO_ERROR_PERMISSION_DENIED,
                        _("Cannot lock “%s”: the file is not open for writing, "
                          "which %s write locks need"),
-                       display, ops->name);
+                       display, porta_backend_get_name (ops->id));
           break;
         case O_WRONLY:
           g_set_error (error, G_IO_ERROR, G_IO_ERROR_PERMISSION_DENIED,
                        _("Cannot lock “%s”: the file is not open for reading, "
                          "which %s read locks need"),
-                       display, ops->name);
+                       display, porta_backend_get_name (ops->id));
           break;
         default:
           g_set_error (error, G_IO_ERROR, G_IO_ERROR_FAILED,

@@ -27,6 +27,8 @@
 
 #include <portalock/portalock.h>
 
+#include "porta-test-utils.h"
+
 #define EXIT_CONTENDED 2
 
 /* The test that started us may die on a failed assertion while we wait in
@@ -43,26 +45,6 @@ die_with_parent (void)
   if (getppid () != parent)
     _exit (1);
 #endif
-}
-
-static gboolean
-parse_backend (const char    *name,
-               PortaBackend  *backend)
-{
-  if (g_strcmp0 (name, "flock") == 0)
-    *backend = PORTA_BACKEND_FLOCK;
-  else if (g_strcmp0 (name, "ofd") == 0)
-    *backend = PORTA_BACKEND_OFD;
-  else if (g_strcmp0 (name, "posix") == 0)
-    *backend = PORTA_BACKEND_POSIX;
-  else if (g_strcmp0 (name, "win32") == 0)
-    *backend = PORTA_BACKEND_WIN32;
-  else if (name == NULL || g_strcmp0 (name, "default") == 0)
-    *backend = PORTA_BACKEND_DEFAULT;
-  else
-    return FALSE;
-
-  return TRUE;
 }
 
 /* Returns when a whole line, end-of-file or a read error arrives on stdin. */
@@ -117,7 +99,7 @@ main (int    argc,
       g_printerr ("porta-test-holder: %s\n", error->message);
       return 1;
     }
-  if (argc != 2 || !parse_backend (backend_name, &backend) || timeout_ms < -1)
+  if (argc != 2 || !porta_test_parse_backend (backend_name, &backend) || timeout_ms < -1)
     {
       g_printerr ("Usage: porta-test-holder [--backend=flock|ofd|posix|win32|default] "
                   "[--shared] [--timeout-ms N] [--follow-symlinks] "

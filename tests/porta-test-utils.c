@@ -77,6 +77,31 @@ porta_test_path (const char *name)
   return path;
 }
 
+const char *
+porta_test_backend_name (PortaBackend backend)
+{
+  g_autoptr(GEnumClass) backends = g_type_class_ref (PORTA_TYPE_BACKEND);
+  GEnumValue *value = g_enum_get_value (backends, backend);
+
+  g_assert_nonnull (value);
+  /* Enum classes of static types are never freed: the nick outlives
+   * the reference. */
+  return value->value_nick;
+}
+
+gboolean
+porta_test_parse_backend (const char   *name,
+                          PortaBackend *backend)
+{
+  g_autoptr(GEnumClass) backends = g_type_class_ref (PORTA_TYPE_BACKEND);
+  GEnumValue *value = g_enum_get_value_by_nick (backends, name != NULL ? name : "default");
+
+  if (value == NULL)
+    return FALSE;
+  *backend = value->value;
+  return TRUE;
+}
+
 typedef struct
 {
   GAsyncResult *result;

@@ -7,6 +7,8 @@
 
 #include <gio/gio.h>
 
+#include <portalock/portalock.h>
+
 G_BEGIN_DECLS
 
 /* A child process with its stdin, stdout and stderr connected to pipes:
@@ -25,6 +27,12 @@ void            porta_test_init             (int                *argc,
 guint           porta_test_scale_ms         (guint               ms);
 char           *porta_test_path             (const char         *name);
 guint           porta_test_count_entries    (const char         *dir);
+
+/* A backend as the PortaBackend enum's nicks spell it ("default",
+ * "flock", "ofd", "posix", "win32"), and back: NULL reads as "default". */
+const char     *porta_test_backend_name     (PortaBackend        backend);
+gboolean        porta_test_parse_backend    (const char         *name,
+                                             PortaBackend       *backend);
 
 PortaTestChild *porta_test_child_spawnv     (const char * const *argv);
 char           *porta_test_child_read_line  (PortaTestChild     *child,

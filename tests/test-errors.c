@@ -49,8 +49,8 @@ check_mapping (int         errsv,
       g_assert_nonnull (strstr (error->message, "/mnt/share/app.lock"));
       g_assert_nonnull (strstr (error->message, words));
       if (code == G_IO_ERROR_NOT_SUPPORTED)
-        g_assert_nonnull (strstr (error->message, ops->name));
-      g_test_message ("%s: %s", ops->name, error->message);
+        g_assert_nonnull (strstr (error->message, porta_backend_get_name (ops->id)));
+      g_test_message ("%s: %s", porta_backend_get_name (ops->id), error->message);
     }
 }
 

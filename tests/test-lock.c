@@ -47,26 +47,6 @@ test_backend (gconstpointer data)
   return (PortaBackend) GPOINTER_TO_INT (data);
 }
 
-static const char *
-backend_name (PortaBackend backend)
-{
-  switch (backend)
-    {
-    case PORTA_BACKEND_DEFAULT:
-      return "default";
-    case PORTA_BACKEND_FLOCK:
-      return "flock";
-    case PORTA_BACKEND_OFD:
-      return "ofd";
-    case PORTA_BACKEND_POSIX:
-      return "posix";
-    case PORTA_BACKEND_WIN32:
-      return "win32";
-    default:
-      g_assert_not_reached ();
-    }
-}
-
 /* valgrind 3.19 runs fcntl (F_OFD_SETLKW) as a call that cannot block: it
  * holds every other thread and every signal off while the call blocks, so
  * nothing can time the wait out, cancel it, or tell the holder to let go,
@@ -149,7 +129,7 @@ holder_spawn (PortaBackend  backend,
   g_autoptr(GPtrArray) argv = g_ptr_array_new_with_free_func (g_free);
 
   g_ptr_array_add (argv, g_strdup (HOLDER_PATH));
-  g_ptr_array_add (argv, g_strdup_printf ("--backend=%s", backend_name (backend)));
+  g_ptr_array_add (argv, g_strdup_printf ("--backend=%s", porta_test_backend_name (backend)));
   g_ptr_array_add (argv, g_strdup_printf ("--timeout-ms=%d", timeout_ms));
   if (options & HOLD_SHARED)
     g_ptr_array_add (argv, g_strdup ("--shared"));
@@ -2396,7 +2376,7 @@ main (int    argc,
           if (backends[b] == PORTA_BACKEND_POSIX && !backend_tests[t].posix_too)
             continue;
 
-          test_path = g_strdup_printf ("/lock/%s/%s", backend_name (backends[b]),
+          test_path = g_strdup_printf ("/lock/%s/%s", porta_test_backend_name (backends[b]),
                                        backend_tests[t].name);
           g_test_add_data_func (test_path, GINT_TO_POINTER (backends[b]),
                                 backend_tests[t].func);

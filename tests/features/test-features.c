@@ -21,6 +21,8 @@
 
 #include <portalock/portalock.h>
 
+#include "porta-test-utils.h"
+
 /* The other processes: util-linux flock(1), and this script run by
  * /usr/bin/python3 for fcntl() locks, which flock(1) 2.38 cannot take.
  *
@@ -381,24 +383,12 @@ ppid_of (int pid)
   return atoi (p + 4);
 }
 
+/* The kind of lock fcntl_try() and holder_fcntl() take: the default
+ * backend is flock on Linux. */
 static const char *
 backend_kind (PortaBackend backend)
 {
-  switch (backend)
-    {
-    case PORTA_BACKEND_OFD:
-      return "ofd";
-    case PORTA_BACKEND_POSIX:
-      return "posix";
-    case PORTA_BACKEND_FLOCK:
-    case PORTA_BACKEND_DEFAULT:
-      return "flock";
-    case PORTA_BACKEND_WIN32:
-    default:
-      break;
-    }
-  g_assert_not_reached ();
-  return NULL;
+  return porta_test_backend_name (backend == PORTA_BACKEND_DEFAULT ? PORTA_BACKEND_FLOCK : backend);
 }
 
 /* ---- reentrant -------------------------------------------------------- */

@@ -85,7 +85,7 @@ new_lock (const char     *backend_name,
   g_autoptr(GFile) file = g_file_new_for_path (path);
   PortaBackend backend;
 
-  if (!stress_parse_backend (backend_name, &backend))
+  if (!porta_test_parse_backend (backend_name, &backend))
     {
       g_printerr ("stress-helper: unknown backend “%s”\n", backend_name);
       exit (1);

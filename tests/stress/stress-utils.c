@@ -58,42 +58,6 @@ stress_skip_ofd_wait_under_valgrind (PortaBackend backend)
   return TRUE;
 }
 
-const char *
-stress_backend_name (PortaBackend backend)
-{
-  switch (backend)
-    {
-    case PORTA_BACKEND_FLOCK:
-      return "flock";
-    case PORTA_BACKEND_OFD:
-      return "ofd";
-    case PORTA_BACKEND_POSIX:
-      return "posix";
-    case PORTA_BACKEND_WIN32:
-      return "win32";
-    case PORTA_BACKEND_DEFAULT:
-    default:
-      return "default";
-    }
-}
-
-gboolean
-stress_parse_backend (const char   *name,
-                      PortaBackend *backend)
-{
-  if (g_strcmp0 (name, "flock") == 0)
-    *backend = PORTA_BACKEND_FLOCK;
-  else if (g_strcmp0 (name, "ofd") == 0)
-    *backend = PORTA_BACKEND_OFD;
-  else if (g_strcmp0 (name, "posix") == 0)
-    *backend = PORTA_BACKEND_POSIX;
-  else if (g_strcmp0 (name, "default") == 0)
-    *backend = PORTA_BACKEND_DEFAULT;
-  else
-    return FALSE;
-  return TRUE;
-}
-
 /* Spawns the stress helper (first_arg is its first argument) or, when
  * first_arg is an absolute path, that program. The helper dies with us. */
 GSubprocess *

@@ -7,15 +7,14 @@
 
 #include <portalock/portalock.h>
 
+#include "porta-test-utils.h"
+
 G_BEGIN_DECLS
 
 void         stress_init            (int                *argc,
                                      char             ***argv);
 guint        stress_scale_ms        (guint               ms);
 char        *stress_path            (const char         *name);
-const char  *stress_backend_name    (PortaBackend        backend);
-gboolean     stress_parse_backend   (const char         *name,
-                                     PortaBackend       *backend);
 
 GSubprocess *stress_spawn           (GSubprocessFlags    flags,
                                      const char         *first_arg,

@@ -43,7 +43,7 @@ static void
 test_lost_updates_processes (gconstpointer data)
 {
   PortaBackend backend = GPOINTER_TO_INT (data);
-  const char *name = stress_backend_name (backend);
+  const char *name = porta_test_backend_name (backend);
   g_autofree char *path = stress_path ("counter");
   g_autofree char *n = g_strdup_printf ("%d", N_INCREMENTS);
   GSubprocess *procs[N_WORKERS];
@@ -162,7 +162,7 @@ static void
 test_lost_updates_threads (gconstpointer data)
 {
   PortaBackend backend = GPOINTER_TO_INT (data);
-  const char *name = stress_backend_name (backend);
+  const char *name = porta_test_backend_name (backend);
   g_autofree char *path = stress_path ("counter");
   gint64 start = g_get_monotonic_time ();
   guint n_busy;
@@ -245,7 +245,7 @@ static void
 test_readers_writers (gconstpointer data)
 {
   PortaBackend backend = GPOINTER_TO_INT (data);
-  const char *name = stress_backend_name (backend);
+  const char *name = porta_test_backend_name (backend);
   g_autofree char *path = stress_path ("records");
   g_autofree char *size = g_strdup_printf ("%d", RECORD_SIZE);
   g_autofree char *n_writes = g_strdup_printf ("%d", N_WRITES);
@@ -282,7 +282,7 @@ static void
 test_unlink_race (gconstpointer data)
 {
   PortaBackend backend = GPOINTER_TO_INT (data);
-  const char *name = stress_backend_name (backend);
+  const char *name = porta_test_backend_name (backend);
   g_autofree char *path = stress_path ("deleted.lock");
   g_autofree char *inside = stress_path ("inside");
   g_autofree char *n = g_strdup_printf ("%d", N_CYCLES);
@@ -315,7 +315,7 @@ main (int   argc,
   for (guint i = 0; i < G_N_ELEMENTS (all_backends); i++)
     {
       PortaBackend b = all_backends[i];
-      const char *name = stress_backend_name (b);
+      const char *name = porta_test_backend_name (b);
       g_autofree char *p1 = g_strdup_printf ("/stress/lost-updates/processes/%s", name);
       g_autofree char *p2 = g_strdup_printf ("/stress/unlink-race/%s", name);
 

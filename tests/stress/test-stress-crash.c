@@ -85,7 +85,7 @@ spawn_holder (PortaBackend  backend,
               const char   *path)
 {
   GSubprocess *holder = stress_spawn (G_SUBPROCESS_FLAGS_STDOUT_PIPE, "hold",
-                                      stress_backend_name (backend), path,
+                                      porta_test_backend_name (backend), path,
                                       HOLDER_TEXT, NULL);
   g_autofree char *line = stress_read_line (holder, 20000);
 
@@ -97,7 +97,7 @@ static void
 test_crash (gconstpointer data)
 {
   const CrashCase *cc = data;
-  const char *name = stress_backend_name (cc->backend);
+  const char *name = porta_test_backend_name (cc->backend);
   g_autofree char *path = stress_path ("crash.lock");
   g_autoptr(GFile) file = g_file_new_for_path (path);
   g_autoptr(GMainContext) context = g_main_context_new ();
@@ -238,7 +238,7 @@ try_from_other_process (PortaBackend  backend,
                         const char   *path)
 {
   g_autoptr(GSubprocess) proc = stress_spawn (G_SUBPROCESS_FLAGS_NONE, "try",
-                                              stress_backend_name (backend),
+                                              porta_test_backend_name (backend),
                                               path, NULL);
   g_autoptr(GError) error = NULL;
 
@@ -267,7 +267,7 @@ static void
 test_children_spawn (gconstpointer data)
 {
   PortaBackend backend = GPOINTER_TO_INT (data);
-  const char *name = stress_backend_name (backend);
+  const char *name = porta_test_backend_name (backend);
   g_autofree char *path = stress_path ("parent.lock");
   g_autoptr(GFile) file = g_file_new_for_path (path);
   g_autoptr(PortaLock) lock = porta_lock_new_full (file, PORTA_LOCK_MODE_EXCLUSIVE,
@@ -338,7 +338,7 @@ static void
 test_children_fork (gconstpointer data)
 {
   PortaBackend backend = GPOINTER_TO_INT (data);
-  const char *name = stress_backend_name (backend);
+  const char *name = porta_test_backend_name (backend);
   g_autofree char *path = stress_path ("parent.lock");
   g_autoptr(GFile) file = g_file_new_for_path (path);
   g_autoptr(PortaLock) lock = porta_lock_new_full (file, PORTA_LOCK_MODE_EXCLUSIVE,
@@ -388,7 +388,7 @@ main (int   argc,
 
   for (guint b = 0; b < G_N_ELEMENTS (all_backends); b++)
     {
-      const char *name = stress_backend_name (all_backends[b]);
+      const char *name = porta_test_backend_name (all_backends[b]);
       g_autofree char *spawn_path = g_strdup_printf ("/stress/children/spawn/%s", name);
       g_autofree char *fork_path = g_strdup_printf ("/stress/children/fork/%s", name);
 

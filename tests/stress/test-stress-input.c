@@ -73,7 +73,7 @@ assert_acquire_fails (PortaLock  *lock,
     g_assert_false (porta_lock_acquire (lock, timeout_ms, NULL, &error));
 
   g_assert_nonnull (error);
-  g_test_message ("%s (%s, %d ms): %s", stress_backend_name (porta_lock_get_backend (lock)),
+  g_test_message ("%s (%s, %d ms): %s", porta_test_backend_name (porta_lock_get_backend (lock)),
                   async ? "async" : "sync", timeout_ms, error->message);
   g_assert_error (error, domain, code);
   g_assert_true (g_utf8_validate (error->message, -1, NULL));
@@ -439,7 +439,7 @@ test_release_not_held (void)
       g_autoptr(GError) error = NULL;
 
       g_assert_false (porta_lock_release (lock, &error));
-      g_test_message ("%s: %s", stress_backend_name (all_backends[b]), error->message);
+      g_test_message ("%s: %s", porta_test_backend_name (all_backends[b]), error->message);
       g_assert_error (error, PORTA_LOCK_ERROR, PORTA_LOCK_ERROR_NOT_HELD);
       g_assert_nonnull (strstr (error->message, path));
       g_assert_false (porta_lock_get_held (lock));

@@ -185,7 +185,7 @@ test_cycles (void)
       threads_after = settle_threads (threads_before);
       g_test_message ("%s: %d acquire/release cycles in %.2f s: descriptors %u -> %u, "
                       "threads %u -> %u, RSS %u -> %u KiB",
-                      stress_backend_name (backend), N_CYCLES,
+                      porta_test_backend_name (backend), N_CYCLES,
                       (g_get_monotonic_time () - start) / 1e6,
                       fds_before, fds_after, threads_before, threads_after,
                       rss_before, rss_kib ());
@@ -293,7 +293,7 @@ static void
 test_failed_waits (gconstpointer data)
 {
   PortaBackend backend = GPOINTER_TO_INT (data);
-  const char *name = stress_backend_name (backend);
+  const char *name = porta_test_backend_name (backend);
   g_autofree char *path = stress_path ("waits.lock");
   g_autoptr(GFile) file = g_file_new_for_path (path);
   g_autoptr(GMainContext) context = g_main_context_new ();
@@ -498,7 +498,7 @@ main (int   argc,
   for (guint b = 0; b < G_N_ELEMENTS (all_backends); b++)
     {
       g_autofree char *p = g_strdup_printf ("/stress/leaks/failed-waits/%s",
-                                            stress_backend_name (all_backends[b]));
+                                            porta_test_backend_name (all_backends[b]));
 
       g_test_add_data_func (p, GINT_TO_POINTER (all_backends[b]), test_failed_waits);
     }
