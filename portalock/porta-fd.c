@@ -7,10 +7,10 @@
 
 #include <errno.h>
 
+#include "porta-attempt-private.h"
 #include "porta-backend-private.h"
 #include "porta-fd.h"
 #include "porta-i18n-private.h"
-#include "porta-waiter-private.h"
 
 /**
  * SECTION:porta-fd
@@ -54,8 +54,8 @@ typedef struct
   const PortaBackendOps *ops;
   PortaLockFile          lf;
   PortaLockMode          mode;
-  int                    timeout_ms;
   char                  *display;
+  PortaFdAttempt         attempt;   /* of the above */
 } FdLock;
 
 /* POSIX record locks belong to the process, not to a descriptor: an
@@ -130,7 +130,6 @@ fd_lock_init (FdLock         *fl,
               int             fd,
               PortaLockMode   mode,
               PortaBackend    backend,
-              int             timeout_ms,
               GError        **error)
 {
   int errsv;
@@ -138,7 +137,6 @@ fd_lock_init (FdLock         *fl,
   fl->ops = porta_backend_get_ops (backend);
   fl->lf.fd = fd;
   fl->mode = mode;
-  fl->timeout_ms = timeout_ms;
   fl->display = describe_fd (fd);
   if (fl->ops == NULL)
     {
@@ -155,6 +153,10 @@ fd_lock_init (FdLock         *fl,
       return FALSE;
     }
   fl->lf.identified = TRUE;
+  fl->attempt.ops = fl->ops;
+  fl->attempt.lf = &fl->lf;
+  fl->attempt.mode = mode;
+  fl->attempt.display = fl->display;
   return TRUE;
 }
 
@@ -162,17 +164,6 @@ static void
 fd_lock_clear (FdLock *fl)
 {
   g_clear_pointer (&fl->display, g_free);
-}
-
-static void
-fd_lock_set_error (FdLock              *fl,
-                   int                  result,
-                   const char          *holder,
-                   PortaHolderUnknown   unknown,
-                   GError             **error)
-{
-  porta_set_wait_error (error, result, fl->timeout_ms, holder, unknown, fl->display, fl->ops,
-                        &fl->lf);
 }
 
 /**
@@ -206,10 +197,8 @@ porta_fd_lock (int             fd,
                GCancellable   *cancellable,
                GError        **error)
 {
-  g_autofree char *holder = NULL;
-  PortaHolderUnknown unknown = PORTA_HOLDER_NOT_TOLD;
   FdLock fl = { 0 };
-  int r;
+  gboolean locked;
 
   g_return_val_if_fail (fd >= 0, FALSE);
   g_return_val_if_fail (timeout_ms >= -1, FALSE);
@@ -217,26 +206,25 @@ porta_fd_lock (int             fd,
   g_return_val_if_fail (error == NULL || *error == NULL, FALSE);
 
   porta_i18n_init ();
-  if (!fd_lock_init (&fl, fd, mode, backend, timeout_ms, error))
+  if (!fd_lock_init (&fl, fd, mode, backend, error))
     {
       fd_lock_clear (&fl);
       return FALSE;
     }
 
   if (g_cancellable_is_cancelled (cancellable))
-    r = ECANCELED;
+    {
+      porta_fd_attempt_ops.fail (&fl.attempt, ECANCELED, timeout_ms, NULL,
+                                 PORTA_HOLDER_NOT_TOLD, error);
+      locked = FALSE;
+    }
   else
-    r = fl.ops->lock (fd, mode, FALSE);
-  if (r == EWOULDBLOCK && timeout_ms != 0)
-    r = porta_waiter_wait_sync (fl.ops, &fl.lf, porta_lock_file_must_back_off (&fl.lf),
-                                mode, porta_deadline (timeout_ms), cancellable, &holder,
-                                &unknown);
-  if (r != 0)
-    fd_lock_set_error (&fl, r, holder, unknown, error);
-  else
+    locked = porta_attempt_run (&porta_fd_attempt_ops, &fl.attempt, timeout_ms, cancellable,
+                                error);
+  if (locked)
     posix_fds_remember (fl.ops, &fl.lf);
   fd_lock_clear (&fl);
-  return r == 0;
+  return locked;
 }
 
 static void
@@ -248,27 +236,22 @@ fd_lock_free (gpointer data)
   g_free (fl);
 }
 
+/* The task data is the FdLock. */
 static void
-fd_lock_waited (int                 result,
-                char               *holder,
-                PortaHolderUnknown  unknown,
-                gpointer            user_data)
+fd_lock_done (gpointer  owner,
+              GError   *error,
+              gpointer  user_data)
 {
   GTask *task = user_data;
   FdLock *fl = g_task_get_task_data (task);
-  GError *error = NULL;
 
-  if (result != 0)
-    {
-      fd_lock_set_error (fl, result, holder, unknown, &error);
-      g_task_return_error (task, error);
-    }
+  if (error != NULL)
+    g_task_return_error (task, error);
   else
     {
       posix_fds_remember (fl->ops, &fl->lf);
       g_task_return_boolean (task, TRUE);
     }
-  g_free (holder);
   g_object_unref (task);
 }
 
@@ -303,7 +286,6 @@ porta_fd_lock_async (int                  fd,
   g_autoptr(GTask) task = NULL;
   GError *error = NULL;
   FdLock *fl;
-  int r;
 
   g_return_if_fail (fd >= 0);
   g_return_if_fail (timeout_ms >= -1);
@@ -318,24 +300,21 @@ porta_fd_lock_async (int                  fd,
 
   fl = g_new0 (FdLock, 1);
   g_task_set_task_data (task, fl, fd_lock_free);
-  if (!fd_lock_init (fl, fd, mode, backend, timeout_ms, &error))
+  if (!fd_lock_init (fl, fd, mode, backend, &error))
     {
       g_task_return_error (task, error);
       return;
     }
-
   if (g_cancellable_is_cancelled (cancellable))
-    r = ECANCELED;
-  else
-    r = fl->ops->lock (fd, mode, FALSE);
-  if (r == EWOULDBLOCK && timeout_ms != 0)
     {
-      porta_waiter_wait_async (fl->ops, &fl->lf, porta_lock_file_must_back_off (&fl->lf),
-                               mode, porta_deadline (timeout_ms), cancellable, io_priority,
-                               fd_lock_waited, g_steal_pointer (&task));
+      porta_fd_attempt_ops.fail (&fl->attempt, ECANCELED, timeout_ms, NULL,
+                                 PORTA_HOLDER_NOT_TOLD, &error);
+      g_task_return_error (task, error);
       return;
     }
-  fd_lock_waited (r, NULL, PORTA_HOLDER_NOT_TOLD, g_steal_pointer (&task));
+
+  porta_attempt_run_async (&porta_fd_attempt_ops, &fl->attempt, timeout_ms, cancellable,
+                           io_priority, fd_lock_done, g_steal_pointer (&task));
 }
 
 /**
@@ -385,7 +364,7 @@ porta_fd_unlock (int            fd,
   g_return_val_if_fail (error == NULL || *error == NULL, FALSE);
 
   porta_i18n_init ();
-  if (!fd_lock_init (&fl, fd, PORTA_LOCK_MODE_EXCLUSIVE, backend, 0, error))
+  if (!fd_lock_init (&fl, fd, PORTA_LOCK_MODE_EXCLUSIVE, backend, error))
     {
       fd_lock_clear (&fl);
       return FALSE;
@@ -441,7 +420,7 @@ porta_fd_unlock_any (int      fd,
   g_return_val_if_fail (error == NULL || *error == NULL, FALSE);
 
   porta_i18n_init ();
-  if (!fd_lock_init (&fl, fd, PORTA_LOCK_MODE_EXCLUSIVE, PORTA_BACKEND_DEFAULT, 0, error))
+  if (!fd_lock_init (&fl, fd, PORTA_LOCK_MODE_EXCLUSIVE, PORTA_BACKEND_DEFAULT, error))
     {
       fd_lock_clear (&fl);
       return FALSE;

@@ -7,6 +7,7 @@
 
 #include <errno.h>
 
+#include "porta-attempt-private.h"
 #include "porta-backend-private.h"
 #include "porta-enums.h"
 #include "porta-holder-private.h"
@@ -14,7 +15,6 @@
 #include "porta-lock.h"
 #include "porta-lockable.h"
 #include "porta-lock-stream-private.h"
-#include "porta-waiter-private.h"
 
 /**
  * SECTION:porta-lock
@@ -221,36 +221,28 @@ porta_lock_set_wait_error (PortaLock           *self,
                         &self->lf);
 }
 
-/* What one attempt at the lock came to. */
-typedef enum
-{
-  TRY_ERROR = -1,  /* failed, error set, file closed */
-  TRY_HELD,        /* the lock is held */
-  TRY_BUSY,        /* someone else holds it */
-  TRY_AGAIN,       /* the file was replaced under us: start over */
-} TryResult;
-
 /* After the lock is taken: the file we locked must still be the one at the
  * path, or it was deleted (by a holder that released with
  * PORTA_LOCK_FLAGS_DELETE_ON_RELEASE) while we waited, and the lock guards
  * nothing. */
-static TryResult
-porta_lock_verify (PortaLock  *self,
-                   GError    **error)
+static PortaTry
+porta_lock_verify (gpointer   owner,
+                   GError   **error)
 {
+  PortaLock *self = owner;
   gboolean stale;
 
   if (!porta_lock_file_verify (&self->lf, self->path, self->display, self->flags, &stale, error))
     {
       porta_lock_close_file (self);
-      return TRY_ERROR;
+      return PORTA_TRY_ERROR;
     }
   if (stale)
     {
       porta_lock_close_file (self);
-      return TRY_AGAIN;
+      return PORTA_TRY_AGAIN;
     }
-  return TRY_HELD;
+  return PORTA_TRY_HELD;
 }
 
 /* fstatfs() once per filesystem, not once per wait. */
@@ -276,24 +268,25 @@ porta_lock_must_back_off (PortaLock *self)
  * sooner than one that blocks at once (8 processes contending on two
  * cores: 1.4 times the throughput). The file is only identified, with one
  * fstat(), once the lock is taken, or found taken. */
-static TryResult
-porta_lock_try_once (PortaLock  *self,
-                     gboolean    block,
-                     GError    **error)
+static PortaTry
+porta_lock_try_once (gpointer   owner,
+                     gboolean   block,
+                     GError   **error)
 {
+  PortaLock *self = owner;
   int r;
 
   if (self->lf.fd < 0 &&
       !porta_lock_file_open (&self->lf, self->path, self->display,
                              self->mode, self->flags, self->ops, error))
-    return TRY_ERROR;
+    return PORTA_TRY_ERROR;
 
   r = self->ops->lock (self->lf.fd, self->mode, FALSE);
   if (r != 0 && !porta_lock_file_identify (&self->lf, self->display, error))
     {
       /* not a regular file: that is the error to report */
       porta_lock_close_file (self);
-      return TRY_ERROR;
+      return PORTA_TRY_ERROR;
     }
   if (r == EWOULDBLOCK && block && !porta_lock_must_back_off (self))
     {
@@ -302,12 +295,12 @@ porta_lock_try_once (PortaLock  *self,
       while (r == EINTR);
     }
   if (r == EWOULDBLOCK)
-    return TRY_BUSY;
+    return PORTA_TRY_BUSY;
   if (r != 0)
     {
       porta_set_lock_error (error, r, self->display, self->ops, &self->lf);
       porta_lock_close_file (self);
-      return TRY_ERROR;
+      return PORTA_TRY_ERROR;
     }
   return porta_lock_verify (self, error);
 }
@@ -315,16 +308,42 @@ porta_lock_try_once (PortaLock  *self,
 /* Ends an attempt that will not wait, or whose wait ended, without the
  * lock: the descriptor is closed, so nothing of the attempt lingers. */
 static void
-porta_lock_fail (PortaLock           *self,
+porta_lock_fail (gpointer             owner,
                  int                  result,
                  int                  timeout_ms,
                  const char          *holder,
                  PortaHolderUnknown   unknown,
                  GError             **error)
 {
+  PortaLock *self = owner;
+
   porta_lock_set_wait_error (self, result, timeout_ms, holder, unknown, error);
   porta_lock_close_file (self);
 }
+
+static void
+porta_lock_get_wait (gpointer                owner,
+                     const PortaBackendOps **ops,
+                     const PortaLockFile   **lf,
+                     gboolean               *back_off,
+                     PortaLockMode          *mode)
+{
+  PortaLock *self = owner;
+
+  *ops = self->ops;
+  *lf = &self->lf;
+  *back_off = porta_lock_must_back_off (self);
+  *mode = self->mode;
+}
+
+/* Acquiring: open the file, lock it, and check that the file locked is
+ * still the one at the path. */
+static const PortaAttemptOps acquire_ops = {
+  porta_lock_try_once,
+  porta_lock_get_wait,
+  porta_lock_verify,
+  porta_lock_fail,
+};
 
 /* Drops the lock: deletes the file first if asked to, while still holding
  * it exclusively, then unlocks explicitly, so that a copy of the descriptor
@@ -780,8 +799,6 @@ porta_lock_acquire (PortaLock     *self,
                     GCancellable  *cancellable,
                     GError       **error)
 {
-  gint64 deadline;
-
   g_return_val_if_fail (PORTA_IS_LOCK (self), FALSE);
   g_return_val_if_fail (timeout_ms >= -1, FALSE);
   g_return_val_if_fail (cancellable == NULL || G_IS_CANCELLABLE (cancellable), FALSE);
@@ -800,39 +817,8 @@ porta_lock_acquire (PortaLock     *self,
       return FALSE;
     }
 
-  deadline = porta_deadline (timeout_ms);
-  for (;;)
-    {
-      TryResult tr = porta_lock_try_once (self, timeout_ms < 0 && cancellable == NULL, error);
-      g_autofree char *holder = NULL;
-      PortaHolderUnknown unknown;
-      int r;
-
-      if (tr == TRY_ERROR)
-        return FALSE;
-      if (tr == TRY_AGAIN)
-        continue;
-      if (tr == TRY_HELD)
-        break;
-
-      if (timeout_ms == 0)
-        {
-          porta_lock_fail (self, EWOULDBLOCK, timeout_ms, NULL, PORTA_HOLDER_NOT_TOLD, error);
-          return FALSE;
-        }
-      r = porta_waiter_wait_sync (self->ops, &self->lf, porta_lock_must_back_off (self),
-                                  self->mode, deadline, cancellable, &holder, &unknown);
-      if (r != 0)
-        {
-          porta_lock_fail (self, r, timeout_ms, holder, unknown, error);
-          return FALSE;
-        }
-      tr = porta_lock_verify (self, error);
-      if (tr == TRY_ERROR)
-        return FALSE;
-      if (tr == TRY_HELD)
-        break;
-    }
+  if (!porta_attempt_run (&acquire_ops, self, timeout_ms, cancellable, error))
+    return FALSE;
 
   porta_lock_set_held (self, TRUE, g_thread_self ());
   return TRUE;
@@ -858,92 +844,25 @@ porta_lock_try_acquire (PortaLock  *self,
   return porta_lock_acquire (self, 0, NULL, error);
 }
 
-typedef struct
-{
-  int      timeout_ms;
-  gint64   deadline;
-  GThread *caller;
-} AcquireData;
-
-static void acquire_step (GTask *task);
-
+/* The task data is the thread that called porta_lock_acquire_async(),
+ * which owns the lock once it is held. */
 static void
-acquire_return (GTask  *task,
-                GError *error)
+acquire_done (gpointer  owner,
+              GError   *error,
+              gpointer  user_data)
 {
-  PortaLock *self = g_task_get_source_object (task);
+  GTask *task = user_data;
+  PortaLock *self = owner;
 
   self->pending = FALSE;
   if (error != NULL)
     g_task_return_error (task, error);
   else
     {
-      AcquireData *data = g_task_get_task_data (task);
-
-      porta_lock_set_held (self, TRUE, data->caller);
+      porta_lock_set_held (self, TRUE, g_task_get_task_data (task));
       g_task_return_boolean (task, TRUE);
     }
   g_object_unref (task);
-}
-
-static void
-acquire_waited (int                 result,
-                char               *holder,
-                PortaHolderUnknown  unknown,
-                gpointer            user_data)
-{
-  GTask *task = user_data;
-  PortaLock *self = g_task_get_source_object (task);
-  AcquireData *data = g_task_get_task_data (task);
-  GError *error = NULL;
-
-  if (result != 0)
-    {
-      porta_lock_fail (self, result, data->timeout_ms, holder, unknown, &error);
-      g_free (holder);
-      acquire_return (task, error);
-      return;
-    }
-
-  switch (porta_lock_verify (self, &error))
-    {
-    case TRY_HELD:
-    case TRY_ERROR:
-      acquire_return (task, error);
-      break;
-    case TRY_AGAIN:
-    case TRY_BUSY:
-    default:
-      acquire_step (task);
-      break;
-    }
-}
-
-static void
-acquire_step (GTask *task)
-{
-  PortaLock *self = g_task_get_source_object (task);
-  AcquireData *data = g_task_get_task_data (task);
-  GError *error = NULL;
-  TryResult tr;
-
-  do
-    tr = porta_lock_try_once (self, FALSE, &error);
-  while (tr == TRY_AGAIN);
-
-  if (tr == TRY_BUSY && data->timeout_ms == 0)
-    porta_lock_fail (self, EWOULDBLOCK, 0, NULL, PORTA_HOLDER_NOT_TOLD, &error);
-  else if (tr == TRY_BUSY)
-    {
-      porta_waiter_wait_async (self->ops, &self->lf, porta_lock_must_back_off (self),
-                               self->mode, data->deadline,
-                               g_task_get_cancellable (task),
-                               g_task_get_priority (task),
-                               acquire_waited, task);
-      return;
-    }
-
-  acquire_return (task, error);
 }
 
 /**
@@ -980,7 +899,6 @@ porta_lock_acquire_async (PortaLock           *self,
 {
   g_autoptr(GTask) task = NULL;
   GError *error = NULL;
-  AcquireData *data;
 
   g_return_if_fail (PORTA_IS_LOCK (self));
   g_return_if_fail (timeout_ms >= -1);
@@ -1014,14 +932,10 @@ porta_lock_acquire_async (PortaLock           *self,
       return;
     }
 
-  data = g_new0 (AcquireData, 1);
-  data->timeout_ms = timeout_ms;
-  data->deadline = porta_deadline (timeout_ms);
-  data->caller = g_thread_self ();
-  g_task_set_task_data (task, data, g_free);
-
+  g_task_set_task_data (task, g_thread_self (), NULL);
   self->pending = TRUE;
-  acquire_step (g_steal_pointer (&task));
+  porta_attempt_run_async (&acquire_ops, self, timeout_ms, cancellable, io_priority,
+                           acquire_done, g_steal_pointer (&task));
 }
 
 /**
@@ -1202,17 +1116,6 @@ porta_lock_set_mode (PortaLock     *self,
   g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_MODE]);
 }
 
-static void
-porta_lock_set_convert_error (PortaLock           *self,
-                              int                  result,
-                              int                  timeout_ms,
-                              const char          *holder,
-                              PortaHolderUnknown   unknown,
-                              GError             **error)
-{
-  /* Only the conversion failed: fcntl() keeps the lock held as it was. */
-  porta_lock_set_wait_error (self, result, timeout_ms, holder, unknown, error);
-}
 
 /**
  * porta_lock_convert:
@@ -1248,10 +1151,8 @@ porta_lock_convert (PortaLock      *self,
                     GCancellable   *cancellable,
                     GError        **error)
 {
-  g_autofree char *holder = NULL;
-  PortaHolderUnknown unknown = PORTA_HOLDER_NOT_TOLD;
+  PortaFdAttempt attempt = { self->ops, &self->lf, mode, self->display };
   int check;
-  int r;
 
   g_return_val_if_fail (PORTA_IS_LOCK (self), FALSE);
   g_return_val_if_fail (timeout_ms >= -1, FALSE);
@@ -1262,49 +1163,31 @@ porta_lock_convert (PortaLock      *self,
   if (check <= 0)
     return check == 0;
 
-  r = self->ops->lock (self->lf.fd, mode, FALSE);
-  if (r == EWOULDBLOCK && timeout_ms != 0)
-    r = porta_waiter_wait_sync (self->ops, &self->lf, porta_lock_must_back_off (self),
-                                mode, porta_deadline (timeout_ms), cancellable,
-                                &holder, &unknown);
-  if (r != 0)
-    {
-      porta_lock_set_convert_error (self, r, timeout_ms, holder, unknown, error);
-      return FALSE;
-    }
+  /* Only the conversion can fail: fcntl() keeps the lock held as it was. */
+  if (!porta_attempt_run (&porta_fd_attempt_ops, &attempt, timeout_ms, cancellable, error))
+    return FALSE;
   porta_lock_set_mode (self, mode);
   return TRUE;
 }
 
-typedef struct
-{
-  PortaLockMode mode;
-  int           timeout_ms;
-} ConvertData;
-
+/* The task data is the PortaFdAttempt. */
 static void
-convert_waited (int                 result,
-                char               *holder,
-                PortaHolderUnknown  unknown,
-                gpointer            user_data)
+convert_done (gpointer  owner,
+              GError   *error,
+              gpointer  user_data)
 {
   GTask *task = user_data;
   PortaLock *self = g_task_get_source_object (task);
-  ConvertData *data = g_task_get_task_data (task);
-  GError *error = NULL;
+  PortaFdAttempt *attempt = owner;
 
   self->pending = FALSE;
-  if (result != 0)
-    {
-      porta_lock_set_convert_error (self, result, data->timeout_ms, holder, unknown, &error);
-      g_task_return_error (task, error);
-    }
+  if (error != NULL)
+    g_task_return_error (task, error);
   else
     {
-      porta_lock_set_mode (self, data->mode);
+      porta_lock_set_mode (self, attempt->mode);
       g_task_return_boolean (task, TRUE);
     }
-  g_free (holder);
   g_object_unref (task);
 }
 
@@ -1336,9 +1219,8 @@ porta_lock_convert_async (PortaLock           *self,
 {
   g_autoptr(GTask) task = NULL;
   GError *error = NULL;
-  ConvertData *data;
+  PortaFdAttempt *attempt;
   int check;
-  int r;
 
   g_return_if_fail (PORTA_IS_LOCK (self));
   g_return_if_fail (timeout_ms >= -1);
@@ -1362,22 +1244,16 @@ porta_lock_convert_async (PortaLock           *self,
       return;
     }
 
-  data = g_new0 (ConvertData, 1);
-  data->mode = mode;
-  data->timeout_ms = timeout_ms;
-  g_task_set_task_data (task, data, g_free);
+  attempt = g_new0 (PortaFdAttempt, 1);
+  attempt->ops = self->ops;
+  attempt->lf = &self->lf;
+  attempt->mode = mode;
+  attempt->display = self->display;
+  g_task_set_task_data (task, attempt, g_free);
 
-  r = self->ops->lock (self->lf.fd, mode, FALSE);
-  if (r == EWOULDBLOCK && timeout_ms != 0)
-    {
-      self->pending = TRUE;
-      porta_waiter_wait_async (self->ops, &self->lf, porta_lock_must_back_off (self),
-                               mode, porta_deadline (timeout_ms), cancellable,
-                               io_priority, convert_waited, g_steal_pointer (&task));
-      return;
-    }
   self->pending = TRUE;
-  convert_waited (r, NULL, PORTA_HOLDER_NOT_TOLD, g_steal_pointer (&task));
+  porta_attempt_run_async (&porta_fd_attempt_ops, attempt, timeout_ms, cancellable,
+                           io_priority, convert_done, g_steal_pointer (&task));
 }
 
 /**
