@@ -7,7 +7,8 @@
 
 #include <gio/gio.h>
 
-#include "porta-backend-private.h"
+#include "porta-common-private.h"
+#include "porta-lock-file-private.h"
 
 G_BEGIN_DECLS
 

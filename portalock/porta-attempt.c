@@ -8,6 +8,7 @@
 #include <errno.h>
 
 #include "porta-attempt-private.h"
+#include "porta-lock-errors-private.h"
 #include "porta-waiter-private.h"
 
 static PortaTry

@@ -17,7 +17,7 @@
 #else
 # include <io.h>
 # include <unistd.h>
-# include "porta-backend-private.h"
+# include "porta-win32-private.h"
 #endif
 
 #include "porta-i18n-private.h"

@@ -8,7 +8,8 @@
 #include <errno.h>
 
 #include "porta-attempt-private.h"
-#include "porta-backend-private.h"
+#include "porta-lock-errors-private.h"
+#include "porta-win32-private.h"
 #include "porta-enums.h"
 #include "porta-holder-private.h"
 #include "porta-i18n-private.h"

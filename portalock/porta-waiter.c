@@ -23,6 +23,7 @@
 
 #include "porta-holder-private.h"
 #include "porta-waiter-private.h"
+#include "porta-win32-private.h"
 
 #ifndef EINPROGRESS
 # define EINPROGRESS 112

@@ -17,8 +17,9 @@
 #include <gio/gio.h>
 #include <glib/gstdio.h>
 
-#include "porta-backend-private.h"
+#include "porta-lock-errors-private.h"
 #include "porta-waiter-private.h"
+#include "porta-win32-private.h"
 
 #ifndef G_OS_WIN32
 # include <fcntl.h>
