@@ -19,12 +19,6 @@ int                    porta_win32_errno        (guint32                 code);
  * Wine, which reports such a request as granted without queuing it.
  * porta_lock_file_must_back_off() says so for every file then. */
 gboolean               porta_win32_overlapped_waits (void);
-/* A wait on @lf, which must be overlapped, in an overlapped LockFileEx(),
- * with the result codes of porta_waiter_wait_sync(). */
-int                    porta_win32_wait_sync    (const PortaLockFile    *lf,
-                                                 PortaLockMode           mode,
-                                                 gint64                  deadline,
-                                                 GCancellable           *cancellable);
 /* Starts an overlapped LockFileEx() on @lf whose @event is signalled when
  * it completes: 0 if the lock was granted at once, EINPROGRESS if it is
  * pending, or an errno value. porta_win32_lock_finish() then gets the

@@ -1,0 +1,135 @@
+/* porta-wait-private.h: what the ways of waiting for a lock share
+ *
+ * porta-waiter.c chooses the way for each wait; each way is a file of its
+ * own and owns its part of an async wait's state:
+ *
+ *   porta-wait-kernel.c    blocking in the kernel, interrupted by a
+ *                          reserved signal sent by a POSIX timer
+ *   porta-wait-backoff.c   retrying with a back-off, and the one retry
+ *                          source of each main context
+ *   porta-wait-thread.c    the waiter threads of async kernel waits, and
+ *                          the queue of waits that wait for a thread
+ *   porta-wait-win32.c     overlapped LockFileEx() requests on Windows
+ *
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ */
+
+#pragma once
+
+#include "config.h"
+
+#include <gio/gio.h>
+
+#ifdef G_OS_UNIX
+# include <pthread.h>
+#endif
+#ifdef G_OS_WIN32
+# include <windows.h>
+#endif
+
+#include "porta-waiter-private.h"
+
+G_BEGIN_DECLS
+
+#ifndef EINPROGRESS
+# define EINPROGRESS 112
+#endif
+
+#if defined (__linux__) && defined (HAVE_TIMER_CREATE) && defined (HAVE_GETTID)
+# define HAVE_KERNEL_WAIT 1
+#endif
+
+/* Async waits share this state, whichever way they wait; each group of
+ * fields below belongs to the file it names. */
+typedef struct
+{
+  const PortaBackendOps *ops;
+  int                    fd;
+  guint64                dev;
+  guint64                ino;
+  PortaLockMode          mode;
+  gint64                 deadline;
+  GCancellable          *cancellable;
+  GMainContext          *context;
+  int                    priority;
+  PortaWaiterCallback    callback;
+  gpointer               user_data;
+  int                    result;
+  char                  *holder;
+  PortaHolderUnknown     unknown;      /* why @holder is NULL */
+
+  /* porta-wait-backoff.c */
+  struct _RetrySource   *retry_source;  /* shared; under retry_lock: */
+  GSequenceIter         *retry_iter;    /* where it is in its queue, or NULL */
+  gint64                 retry_at;      /* when it is to try again */
+  GSource               *cancel_source;
+  gint64                 delay;
+
+  /* porta-wait-thread.c */
+#ifdef G_OS_UNIX
+  pthread_t              thread;
+#endif
+  gboolean               local;        /* waits in a thread when one is free */
+  GSource               *done_source;  /* made ready by the thread */
+  int                    finished;     /* atomic: result and holder are set */
+  GList                  slot_link;    /* in slot_queue, under slot_queue_lock */
+  gboolean               queued;       /* under slot_queue_lock */
+  gboolean               kicked;       /* under slot_queue_lock */
+
+#ifdef G_OS_WIN32
+  /* porta-wait-win32.c */
+  PortaLockFile          lf;
+  HANDLE                 event;
+  gpointer               overlapped;
+  GSource               *overlapped_source;
+  GPollFD                event_pollfd;
+#endif
+} PortaAsyncWait;
+
+void     porta_async_wait_free        (PortaAsyncWait         *w);
+
+#ifdef HAVE_KERNEL_WAIT
+/* porta-wait-kernel.c: the reserved signal, or 0 if none is free. */
+int      porta_wait_interrupt_signal  (void);
+/* A wait blocked in the kernel; -1 when it cannot interrupt one, and the
+ * caller must back off instead. */
+int      porta_wait_kernel            (const PortaBackendOps  *ops,
+                                       const PortaLockFile    *lf,
+                                       PortaLockMode           mode,
+                                       gint64                  deadline,
+                                       GCancellable           *cancellable,
+                                       char                  **holder,
+                                       PortaHolderUnknown     *unknown);
+#endif
+
+/* porta-wait-backoff.c */
+int      porta_wait_backoff_sync      (const PortaBackendOps  *ops,
+                                       int                     fd,
+                                       PortaLockMode           mode,
+                                       gint64                  deadline,
+                                       GCancellable           *cancellable);
+void     porta_wait_backoff_async     (PortaAsyncWait         *w);
+/* Moves @w's next try to @at (monotonic microseconds). */
+void     porta_wait_backoff_retry_at  (PortaAsyncWait         *w,
+                                       gint64                  at);
+
+#ifdef HAVE_KERNEL_WAIT
+/* porta-wait-thread.c: starts a thread for a local wait if one is free. */
+gboolean porta_wait_thread_start      (PortaAsyncWait         *w);
+void     porta_wait_slot_join         (PortaAsyncWait         *w);
+gboolean porta_wait_slot_leave        (PortaAsyncWait         *w);
+void     porta_wait_slot_kick         (void);
+#endif
+
+#ifdef G_OS_WIN32
+/* porta-wait-win32.c: @lf must be overlapped. The sync wait returns the
+ * codes of porta_waiter_wait_sync(), or -1 when it cannot wait and the
+ * caller must back off instead. */
+int      porta_wait_overlapped_sync   (const PortaLockFile    *lf,
+                                       PortaLockMode           mode,
+                                       gint64                  deadline,
+                                       GCancellable           *cancellable);
+void     porta_wait_overlapped_async  (PortaAsyncWait         *w);
+#endif
+
+G_END_DECLS

@@ -1,0 +1,224 @@
+/* porta-wait-thread.c: the waiter threads that async kernel waits block in, at most
+ * PORTALOCK_MAX_WAITER_THREADS at once, and the queue of waits that back
+ * off until one is free
+ *
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ */
+
+#include "config.h"
+
+#include <errno.h>
+#include <stdlib.h>
+
+#include <gio/gio.h>
+
+#ifdef G_OS_UNIX
+# include <pthread.h>
+# include <sched.h>
+# include <signal.h>
+#endif
+
+#include "porta-wait-private.h"
+
+#ifdef HAVE_KERNEL_WAIT
+
+#define WAITER_STACK_SIZE     (256 * 1024)
+#define JOIN_SPIN_US          200
+#define DEFAULT_MAX_THREADS   64
+
+/* Local async waits that back off only for want of a waiter thread, in the
+ * order they began to. When a thread ends, the first of them is woken at
+ * once (kicked) to take its place; if the lock is free by then, it takes
+ * the lock without a thread and passes the kick on. So after a release
+ * that frees many locks at once, every such wait learns it in a chain of
+ * tries, not at its next back-off retry up to 100 ms later. */
+static GMutex slot_queue_lock;
+static GQueue slot_queue = G_QUEUE_INIT;
+
+/* After (re)scheduling @w's retry: a kick must not be overwritten. */
+void
+porta_wait_slot_join (PortaAsyncWait *w)
+{
+  g_mutex_lock (&slot_queue_lock);
+  w->slot_link.data = w;
+  g_queue_push_tail_link (&slot_queue, &w->slot_link);
+  w->queued = TRUE;
+  g_mutex_unlock (&slot_queue_lock);
+}
+
+/* Takes @w out of the queue; returns whether it was kicked since it was
+ * last in it, when the kick must be passed on unless @w takes the thread. */
+gboolean
+porta_wait_slot_leave (PortaAsyncWait *w)
+{
+  gboolean kicked;
+
+  g_mutex_lock (&slot_queue_lock);
+  if (w->queued)
+    g_queue_unlink (&slot_queue, &w->slot_link);
+  w->queued = FALSE;
+  kicked = w->kicked;
+  w->kicked = FALSE;
+  g_mutex_unlock (&slot_queue_lock);
+  return kicked;
+}
+
+/* A waiter thread is free: wakes the first queued wait, in whatever
+ * context it runs. Under the lock, the wait cannot leave the queue and
+ * free its retry source meanwhile. */
+void
+porta_wait_slot_kick (void)
+{
+  GList *link;
+
+  g_mutex_lock (&slot_queue_lock);
+  link = g_queue_pop_head_link (&slot_queue);
+  if (link != NULL)
+    {
+      PortaAsyncWait *w = link->data;
+
+      w->queued = FALSE;
+      w->kicked = TRUE;
+      porta_wait_backoff_retry_at (w, 0);
+    }
+  g_mutex_unlock (&slot_queue_lock);
+}
+
+static int n_waiter_threads;   /* atomic */
+
+static int
+get_max_waiter_threads (void)
+{
+  static gsize once = 0;
+  static int max_threads;
+
+  if (g_once_init_enter (&once))
+    {
+      const char *env = g_getenv ("PORTALOCK_MAX_WAITER_THREADS");
+
+      max_threads = env != NULL ? atoi (env) : DEFAULT_MAX_THREADS;
+      if (max_threads < 0)
+        max_threads = 0;
+      g_once_init_leave (&once, 1);
+    }
+  return max_threads;
+}
+
+static gboolean
+ready_time_source_dispatch (GSource     *source,
+                            GSourceFunc  callback,
+                            gpointer     user_data)
+{
+  g_source_set_ready_time (source, -1);
+  return callback (user_data);
+}
+
+/* The source a waiter thread makes ready when its wait is over. */
+static GSourceFuncs ready_time_source_funcs = {
+  NULL, NULL, ready_time_source_dispatch, NULL, NULL, NULL,
+};
+
+static gboolean
+thread_wait_complete (gpointer user_data)
+{
+  PortaAsyncWait *w = user_data;
+
+  /* Only the thread makes this source ready, as its last act. */
+  if (!g_atomic_int_get (&w->finished))
+    return G_SOURCE_CONTINUE;
+
+  /* The thread is ending: reap it before the callback runs, so that no
+   * waiter thread outlives its wait, but without stalling the main context
+   * on it. A thread that has not quite ended gets this CPU for a moment;
+   * one that takes longer (after a release that woke many waiters at
+   * once, a blocking join here took up to 1.4 ms on two cores) is tried
+   * again after the context's other sources have run. */
+#ifdef HAVE_PTHREAD_TRYJOIN_NP
+  {
+    gint64 give_up = g_get_monotonic_time () + JOIN_SPIN_US;
+
+    while (pthread_tryjoin_np (w->thread, NULL) == EBUSY)
+      {
+        if (g_get_monotonic_time () >= give_up)
+          {
+            g_source_set_ready_time (w->done_source, 0);
+            return G_SOURCE_CONTINUE;
+          }
+        sched_yield ();
+      }
+  }
+#else
+  pthread_join (w->thread, NULL);
+#endif
+  g_atomic_int_add (&n_waiter_threads, -1);
+  porta_wait_slot_kick ();
+  g_clear_pointer (&w->done_source, g_source_unref);
+  if (w->result != ETIMEDOUT)
+    g_clear_pointer (&w->holder, g_free);
+  w->callback (w->result, g_steal_pointer (&w->holder), w->unknown, w->user_data);
+  porta_async_wait_free (w);
+  return G_SOURCE_REMOVE;
+}
+
+static void *
+thread_wait_main (void *data)
+{
+  PortaAsyncWait *w = data;
+  PortaLockFile lf = { w->fd, w->dev, w->ino, TRUE, FALSE };
+  GSource *done = w->done_source;
+
+  w->result = porta_wait_kernel (w->ops, &lf, w->mode, w->deadline, w->cancellable,
+                                 &w->holder, &w->unknown);
+  if (w->result < 0)
+    {
+      w->unknown = PORTA_HOLDER_RETRYING_WAIT;
+      w->result = porta_wait_backoff_sync (w->ops, w->fd, w->mode, w->deadline, w->cancellable);
+    }
+
+  /* The source was attached by the main context's side, which holds its
+   * reference: all the thread does is make it ready. */
+  g_atomic_int_set (&w->finished, 1);
+  g_source_set_ready_time (done, 0);
+  return NULL;
+}
+
+/* Starts a thread for a local wait (one that can be interrupted as it
+ * needs to be) if a slot is free. */
+gboolean
+porta_wait_thread_start (PortaAsyncWait *w)
+{
+  pthread_attr_t attr;
+  sigset_t all, old;
+  int r;
+
+  if (g_atomic_int_add (&n_waiter_threads, 1) >= get_max_waiter_threads ())
+    {
+      g_atomic_int_add (&n_waiter_threads, -1);
+      return FALSE;
+    }
+
+  pthread_attr_init (&attr);
+  pthread_attr_setstacksize (&attr, WAITER_STACK_SIZE);
+  /* The thread inherits this mask: it takes no signal meant for the
+   * application, and unblocks the interrupt signal itself. */
+  sigfillset (&all);
+  pthread_sigmask (SIG_SETMASK, &all, &old);
+  w->done_source = g_source_new (&ready_time_source_funcs, sizeof (GSource));
+  g_source_set_priority (w->done_source, w->priority);
+  g_source_set_callback (w->done_source, thread_wait_complete, w, NULL);
+  g_source_set_static_name (w->done_source, "[portalock] lock wait done");
+  g_source_attach (w->done_source, w->context);
+
+  r = pthread_create (&w->thread, &attr, thread_wait_main, w);
+  pthread_sigmask (SIG_SETMASK, &old, NULL);
+  pthread_attr_destroy (&attr);
+  if (r != 0)
+    {
+      g_source_destroy (w->done_source);
+      g_clear_pointer (&w->done_source, g_source_unref);
+      g_atomic_int_add (&n_waiter_threads, -1);
+    }
+  return r == 0;
+}
+
+#endif /* HAVE_KERNEL_WAIT */
