@@ -8,10 +8,10 @@
 #include <errno.h>
 
 #include "porta-attempt-private.h"
-#include "porta-lock-errors-private.h"
-#include "porta-win32-private.h"
 #include "porta-fd.h"
 #include "porta-i18n-private.h"
+#include "porta-lock-errors-private.h"
+#include "porta-win32-private.h"
 
 /**
  * SECTION:porta-fd

@@ -8,14 +8,14 @@
 #include <errno.h>
 
 #include "porta-attempt-private.h"
-#include "porta-lock-errors-private.h"
-#include "porta-win32-private.h"
 #include "porta-enums.h"
 #include "porta-holder-private.h"
 #include "porta-i18n-private.h"
+#include "porta-lock-errors-private.h"
+#include "porta-lock-stream-private.h"
 #include "porta-lock.h"
 #include "porta-lockable.h"
-#include "porta-lock-stream-private.h"
+#include "porta-win32-private.h"
 
 /**
  * SECTION:porta-lock

@@ -10,10 +10,10 @@
 
 #include <glib/gstdio.h>
 
+#include "porta-common-private.h"
 #include "porta-i18n-private.h"
 #include "porta-lock.h"
 #include "porta-semaphore.h"
-#include "porta-common-private.h"
 
 /**
  * SECTION:porta-semaphore
