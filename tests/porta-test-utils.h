@@ -48,6 +48,35 @@ void            porta_test_child_free       (PortaTestChild     *child);
 int             porta_test_run              (const char * const *argv,
                                              char              **stderr_text);
 
+/* valgrind cannot interrupt a wait in fcntl (F_OFD_SETLKW): skips the
+ * test (and returns TRUE) for such a wait under the valgrind setup. */
+gboolean        porta_test_skip_ofd_wait_under_valgrind (PortaBackend backend);
+
+/* The stress suite: its helper process (PORTA_TEST_STRESS_HELPER), torn
+ * write detection, and leak counts. */
+GSubprocess    *porta_test_spawn            (GSubprocessFlags    flags,
+                                             const char         *first_arg,
+                                             ...) G_GNUC_NULL_TERMINATED;
+void            porta_test_wait_ok          (GSubprocess        *proc,
+                                             const char         *what);
+char           *porta_test_read_line        (GSubprocess        *proc,
+                                             guint               timeout_ms);
+void            porta_test_kill             (GSubprocess        *proc);
+
+char           *porta_test_record_new       (char                fill,
+                                             gsize               size,
+                                             gsize              *len);
+gboolean        porta_test_record_check     (const char         *buf,
+                                             gsize               len,
+                                             gsize               size,
+                                             char              **why);
+
+guint           porta_test_count_fds        (void);
+guint           porta_test_count_threads    (void);
+char           *porta_test_thread_names     (void);
+void            porta_test_assert_file_is   (const char         *path,
+                                             const char         *contents);
+
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (PortaTestChild, porta_test_child_free)
 
 G_END_DECLS

@@ -47,20 +47,6 @@ test_backend (gconstpointer data)
   return (PortaBackend) GPOINTER_TO_INT (data);
 }
 
-/* valgrind 3.19 runs fcntl (F_OFD_SETLKW) as a call that cannot block: it
- * holds every other thread and every signal off while the call blocks, so
- * nothing can time the wait out, cancel it, or tell the holder to let go,
- * and the test hangs. Tests that wait for an ofd lock do not run there. */
-static gboolean
-skip_ofd_wait_under_valgrind (PortaBackend backend)
-{
-  if (backend != PORTA_BACKEND_OFD || g_getenv ("PORTA_TEST_VALGRIND") == NULL)
-    return FALSE;
-
-  g_test_skip ("valgrind does not treat fcntl (F_OFD_SETLKW) as a blocking call");
-  return TRUE;
-}
-
 static PortaLock *
 new_lock (const char     *path,
           PortaLockMode   mode,
@@ -532,7 +518,7 @@ test_acquire_timeout (gconstpointer data)
   const int timeout_ms = 300;
   gint64 start, took;
 
-  if (skip_ofd_wait_under_valgrind (backend))
+  if (porta_test_skip_ofd_wait_under_valgrind (backend))
     return;
 
   holder = holder_lock (backend, HOLD_EXCLUSIVE, path);
@@ -566,7 +552,7 @@ wait_for_holder_to_let_go (PortaBackend backend,
   GThread *thread;
   gint64 start, took;
 
-  if (skip_ofd_wait_under_valgrind (backend))
+  if (porta_test_skip_ofd_wait_under_valgrind (backend))
     return;
 
   holder = holder_lock (backend, HOLD_EXCLUSIVE, path);
@@ -616,7 +602,7 @@ test_acquire_cancel_from_thread (gconstpointer data)
   GThread *thread;
   gint64 start, took;
 
-  if (skip_ofd_wait_under_valgrind (backend))
+  if (porta_test_skip_ofd_wait_under_valgrind (backend))
     return;
 
   holder = holder_lock (backend, HOLD_EXCLUSIVE, path);
@@ -692,7 +678,7 @@ test_async_acquire (gconstpointer data)
   guint n_notify = 0;
   gint64 start;
 
-  if (skip_ofd_wait_under_valgrind (backend))
+  if (porta_test_skip_ofd_wait_under_valgrind (backend))
     return;
 
   holder = holder_lock (backend, HOLD_EXCLUSIVE, path);
@@ -735,7 +721,7 @@ test_async_timeout (gconstpointer data)
   guint n_notify = 0;
   gint64 start, took;
 
-  if (skip_ofd_wait_under_valgrind (backend))
+  if (porta_test_skip_ofd_wait_under_valgrind (backend))
     return;
 
   holder = holder_lock (backend, HOLD_EXCLUSIVE, path);
@@ -777,7 +763,7 @@ test_async_cancel (gconstpointer data)
   AsyncResult result = { NULL, };
   gint64 start, took;
 
-  if (skip_ofd_wait_under_valgrind (backend))
+  if (porta_test_skip_ofd_wait_under_valgrind (backend))
     return;
 
   holder = holder_lock (backend, HOLD_EXCLUSIVE, path);
@@ -820,7 +806,7 @@ test_async_pending (gconstpointer data)
   AsyncResult first = { NULL, };
   AsyncResult second = { NULL, };
 
-  if (skip_ofd_wait_under_valgrind (backend))
+  if (porta_test_skip_ofd_wait_under_valgrind (backend))
     return;
 
   holder = holder_lock (backend, HOLD_EXCLUSIVE, path);
@@ -875,7 +861,7 @@ test_async_main_loop_runs (gconstpointer data)
   guint ticks = 0;
   guint ticker;
 
-  if (skip_ofd_wait_under_valgrind (backend))
+  if (porta_test_skip_ofd_wait_under_valgrind (backend))
     return;
 
   holder = holder_lock (backend, HOLD_EXCLUSIVE, path);
@@ -941,7 +927,7 @@ test_async_thread_default_context (gconstpointer data)
   GThread *thread;
   gboolean main_context_idle_ran = FALSE;
 
-  if (skip_ofd_wait_under_valgrind (backend))
+  if (porta_test_skip_ofd_wait_under_valgrind (backend))
     return;
 
   holder = holder_lock (backend, HOLD_EXCLUSIVE, path);
@@ -987,7 +973,7 @@ test_held_notify (gconstpointer data)
   guint n_notify = 0;
   gboolean held = TRUE;
 
-  if (skip_ofd_wait_under_valgrind (backend))
+  if (porta_test_skip_ofd_wait_under_valgrind (backend))
     return;
 
   g_signal_connect (lock, "notify::held", G_CALLBACK (count_notify_cb), &n_notify);
@@ -1319,7 +1305,7 @@ test_same_process (gconstpointer data)
   g_autoptr(PortaLock) shared2 = new_lock (path, PORTA_LOCK_MODE_SHARED, backend, 0);
   g_autoptr(GError) error = NULL;
 
-  if (skip_ofd_wait_under_valgrind (backend))
+  if (porta_test_skip_ofd_wait_under_valgrind (backend))
     return;
 
   assert_try_gets (first);
@@ -1406,7 +1392,7 @@ test_same_process_threads (gconstpointer data)
   GThread *thread;
   gint64 released_at;
 
-  if (skip_ofd_wait_under_valgrind (backend))
+  if (porta_test_skip_ofd_wait_under_valgrind (backend))
     return;
 
   thread_data.path = path;
@@ -1465,7 +1451,7 @@ test_threads_exclude (gconstpointer data)
   GThread *threads[G_N_ELEMENTS (thread_data)];
   guint i;
 
-  if (skip_ofd_wait_under_valgrind (backend))
+  if (porta_test_skip_ofd_wait_under_valgrind (backend))
     return;
 
   for (i = 0; i < G_N_ELEMENTS (thread_data); i++)

@@ -47,7 +47,7 @@
 
 #include <portalock/portalock.h>
 
-#include "stress-utils.h"
+#include "porta-test-utils.h"
 
 #define EXIT_TORN      3
 #define EXIT_CONTENDED 2
@@ -210,7 +210,7 @@ cmd_write (const char *backend,
       char fill = (char) ('A' + (getpid () + i) % 26);
 
       g_free (record);
-      record = stress_record_new (fill, size, &len);
+      record = porta_test_record_new (fill, size, &len);
       acquire_or_die (lock);
       rewrite_locked (lock, record, len, 1024);
       release_or_die (lock);
@@ -235,7 +235,7 @@ cmd_read (const char *backend,
       acquire_or_die (lock);
       len = read_locked (lock, buf, size + 64);
       release_or_die (lock);
-      if (!stress_record_check (buf, len, size, &why))
+      if (!porta_test_record_check (buf, len, size, &why))
         {
           g_printerr ("stress-helper[%d]: read %" G_GUINT64_FORMAT ": torn record: %s\n",
                       (int) getpid (), i, why);

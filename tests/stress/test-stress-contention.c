@@ -10,7 +10,7 @@
 
 #include <string.h>
 
-#include "stress-utils.h"
+#include "porta-test-utils.h"
 
 #define N_WORKERS     8
 #define N_INCREMENTS  500
@@ -44,7 +44,7 @@ test_lost_updates_processes (gconstpointer data)
 {
   PortaBackend backend = GPOINTER_TO_INT (data);
   const char *name = porta_test_backend_name (backend);
-  g_autofree char *path = stress_path ("counter");
+  g_autofree char *path = porta_test_path ("counter");
   g_autofree char *n = g_strdup_printf ("%d", N_INCREMENTS);
   GSubprocess *procs[N_WORKERS];
   gint64 start;
@@ -54,10 +54,10 @@ test_lost_updates_processes (gconstpointer data)
 
   start = g_get_monotonic_time ();
   for (guint i = 0; i < N_WORKERS; i++)
-    procs[i] = stress_spawn (G_SUBPROCESS_FLAGS_NONE, "increment", name, path, n, NULL);
+    procs[i] = porta_test_spawn (G_SUBPROCESS_FLAGS_NONE, "increment", name, path, n, NULL);
   for (guint i = 0; i < N_WORKERS; i++)
     {
-      stress_wait_ok (procs[i], "an incrementing process");
+      porta_test_wait_ok (procs[i], "an incrementing process");
       g_object_unref (procs[i]);
     }
 
@@ -163,13 +163,13 @@ test_lost_updates_threads (gconstpointer data)
 {
   PortaBackend backend = GPOINTER_TO_INT (data);
   const char *name = porta_test_backend_name (backend);
-  g_autofree char *path = stress_path ("counter");
+  g_autofree char *path = porta_test_path ("counter");
   gint64 start = g_get_monotonic_time ();
   guint n_busy;
   guint n_ok;
   guint64 count;
 
-  if (stress_skip_ofd_wait_under_valgrind (backend))
+  if (porta_test_skip_ofd_wait_under_valgrind (backend))
     return;
   g_assert_true (g_file_set_contents (path, "0\n", -1, NULL));
   n_ok = run_incrementer_threads (path, backend, &n_busy);
@@ -189,7 +189,7 @@ test_lost_updates_threads (gconstpointer data)
 static void
 test_lost_updates_threads_posix (void)
 {
-  g_autofree char *path = stress_path ("counter");
+  g_autofree char *path = porta_test_path ("counter");
   g_autoptr(GFile) file = g_file_new_for_path (path);
   g_autoptr(PortaLock) first = porta_lock_new_full (file, PORTA_LOCK_MODE_EXCLUSIVE,
                                                     PORTA_BACKEND_POSIX, 0);
@@ -203,7 +203,7 @@ test_lost_updates_threads_posix (void)
   gint64 start;
 
   g_assert_true (g_file_set_contents (path, "0\n", -1, NULL));
-  fds_before = stress_count_fds ();
+  fds_before = porta_test_count_fds ();
 
   /* The documented refusal, deterministic: even a wait for ever does not
    * wait, and a shared lock is refused as well as an exclusive one. */
@@ -224,7 +224,7 @@ test_lost_updates_threads_posix (void)
   g_assert_no_error (error);
   g_assert_true (porta_lock_release (second, &error));
   /* The refused attempt's descriptor was parked, not leaked. */
-  g_assert_cmpuint (stress_count_fds (), ==, fds_before);
+  g_assert_cmpuint (porta_test_count_fds (), ==, fds_before);
 
   /* Under contention from threads: every attempt either gets the lock,
    * alone, or is refused; no increment is lost. */
@@ -238,7 +238,7 @@ test_lost_updates_threads_posix (void)
   g_assert_cmpuint (n_ok + n_busy, ==, N_WORKERS * N_INCREMENTS);
   g_assert_cmpuint (n_ok, >, 0);
   g_assert_cmpuint (count, ==, n_ok);
-  g_assert_cmpuint (stress_count_fds (), ==, fds_before);
+  g_assert_cmpuint (porta_test_count_fds (), ==, fds_before);
 }
 
 static void
@@ -246,7 +246,7 @@ test_readers_writers (gconstpointer data)
 {
   PortaBackend backend = GPOINTER_TO_INT (data);
   const char *name = porta_test_backend_name (backend);
-  g_autofree char *path = stress_path ("records");
+  g_autofree char *path = porta_test_path ("records");
   g_autofree char *size = g_strdup_printf ("%d", RECORD_SIZE);
   g_autofree char *n_writes = g_strdup_printf ("%d", N_WRITES);
   g_autofree char *n_reads = g_strdup_printf ("%d", N_READS);
@@ -257,16 +257,16 @@ test_readers_writers (gconstpointer data)
   gsize len;
   gint64 start;
 
-  record = stress_record_new ('0', RECORD_SIZE, &len);
+  record = porta_test_record_new ('0', RECORD_SIZE, &len);
   g_assert_true (g_file_set_contents (path, record, (gssize) len, NULL));
 
   start = g_get_monotonic_time ();
   for (guint i = 0; i < N_WRITERS + N_READERS; i++)
-    procs[i] = stress_spawn (G_SUBPROCESS_FLAGS_NONE, i < N_WRITERS ? "write" : "read",
-                             name, path, i < N_WRITERS ? n_writes : n_reads, size, NULL);
+    procs[i] = porta_test_spawn (G_SUBPROCESS_FLAGS_NONE, i < N_WRITERS ? "write" : "read",
+                                 name, path, i < N_WRITERS ? n_writes : n_reads, size, NULL);
   for (guint i = 0; i < N_WRITERS + N_READERS; i++)
     {
-      stress_wait_ok (procs[i], i < N_WRITERS ? "a writer" : "a reader");
+      porta_test_wait_ok (procs[i], i < N_WRITERS ? "a writer" : "a reader");
       g_object_unref (procs[i]);
     }
 
@@ -275,7 +275,7 @@ test_readers_writers (gconstpointer data)
                   name, N_WRITERS, N_WRITES, RECORD_SIZE, N_READERS, N_READS,
                   (g_get_monotonic_time () - start) / 1e6);
   g_file_get_contents (path, &contents, &len, NULL);
-  g_assert_true (stress_record_check (contents, len, RECORD_SIZE, &why));
+  g_assert_true (porta_test_record_check (contents, len, RECORD_SIZE, &why));
 }
 
 static void
@@ -283,18 +283,18 @@ test_unlink_race (gconstpointer data)
 {
   PortaBackend backend = GPOINTER_TO_INT (data);
   const char *name = porta_test_backend_name (backend);
-  g_autofree char *path = stress_path ("deleted.lock");
-  g_autofree char *inside = stress_path ("inside");
+  g_autofree char *path = porta_test_path ("deleted.lock");
+  g_autofree char *inside = porta_test_path ("inside");
   g_autofree char *n = g_strdup_printf ("%d", N_CYCLES);
   GSubprocess *procs[N_WORKERS];
   gint64 start = g_get_monotonic_time ();
 
   for (guint i = 0; i < N_WORKERS; i++)
-    procs[i] = stress_spawn (G_SUBPROCESS_FLAGS_NONE, "unlink-cycle", name, path,
-                             inside, n, NULL);
+    procs[i] = porta_test_spawn (G_SUBPROCESS_FLAGS_NONE, "unlink-cycle", name, path,
+                                 inside, n, NULL);
   for (guint i = 0; i < N_WORKERS; i++)
     {
-      stress_wait_ok (procs[i], "a process cycling a deleted-on-release lock");
+      porta_test_wait_ok (procs[i], "a process cycling a deleted-on-release lock");
       g_object_unref (procs[i]);
     }
 
@@ -310,7 +310,7 @@ int
 main (int   argc,
       char *argv[])
 {
-  stress_init (&argc, &argv);
+  porta_test_init (&argc, &argv);
 
   for (guint i = 0; i < G_N_ELEMENTS (all_backends); i++)
     {

@@ -17,7 +17,7 @@
 # include <sys/prctl.h>
 #endif
 
-#include "stress-utils.h"
+#include "porta-test-utils.h"
 
 #define HOLDER_TEXT    "written by the holder before it was killed\n"
 /* The hand-off is measured at 20-50 us here; the bound only catches a
@@ -84,10 +84,10 @@ static GSubprocess *
 spawn_holder (PortaBackend  backend,
               const char   *path)
 {
-  GSubprocess *holder = stress_spawn (G_SUBPROCESS_FLAGS_STDOUT_PIPE, "hold",
-                                      porta_test_backend_name (backend), path,
-                                      HOLDER_TEXT, NULL);
-  g_autofree char *line = stress_read_line (holder, 20000);
+  GSubprocess *holder = porta_test_spawn (G_SUBPROCESS_FLAGS_STDOUT_PIPE, "hold",
+                                          porta_test_backend_name (backend), path,
+                                          HOLDER_TEXT, NULL);
+  g_autofree char *line = porta_test_read_line (holder, 20000);
 
   g_assert_cmpstr (line, ==, "locked");
   return holder;
@@ -98,7 +98,7 @@ test_crash (gconstpointer data)
 {
   const CrashCase *cc = data;
   const char *name = porta_test_backend_name (cc->backend);
-  g_autofree char *path = stress_path ("crash.lock");
+  g_autofree char *path = porta_test_path ("crash.lock");
   g_autoptr(GFile) file = g_file_new_for_path (path);
   g_autoptr(GMainContext) context = g_main_context_new ();
   g_autoptr(PortaLock) lock = NULL;
@@ -112,7 +112,7 @@ test_crash (gconstpointer data)
   gint64 killed;
   gint64 handoff_us;
 
-  if (stress_skip_ofd_wait_under_valgrind (cc->backend))
+  if (porta_test_skip_ofd_wait_under_valgrind (cc->backend))
     return;
   holder = spawn_holder (cc->backend, path);
   lock = porta_lock_new_full (file, PORTA_LOCK_MODE_EXCLUSIVE, cc->backend, 0);
@@ -122,7 +122,7 @@ test_crash (gconstpointer data)
 
   w.lock = lock;
   w.timeout_ms = (cc->kind == WAIT_SYNC_TIMEOUT || cc->kind == WAIT_ASYNC_TIMEOUT)
-                 ? (int) stress_scale_ms (60000) : -1;
+                 ? (int) porta_test_scale_ms (60000) : -1;
   g_main_context_push_thread_default (context);
   if (cc->kind == WAIT_SYNC_FOREVER || cc->kind == WAIT_SYNC_TIMEOUT)
     thread = g_thread_new ("waiter", sync_waiter_thread, &w);
@@ -155,8 +155,8 @@ test_crash (gconstpointer data)
   g_test_message ("%s %s: waiter got the lock %" G_GINT64_FORMAT " us after "
                   "SIGKILL of the holder (bound %u ms)",
                   name, wait_kind_names[cc->kind], handoff_us,
-                  stress_scale_ms (MAX_HANDOFF_MS));
-  g_assert_cmpint (handoff_us, <, (gint64) stress_scale_ms (MAX_HANDOFF_MS) * 1000);
+                  porta_test_scale_ms (MAX_HANDOFF_MS));
+  g_assert_cmpint (handoff_us, <, (gint64) porta_test_scale_ms (MAX_HANDOFF_MS) * 1000);
 
   /* What the holder wrote under the lock survived its death. */
   stream = porta_lock_get_stream (lock);
@@ -167,13 +167,13 @@ test_crash (gconstpointer data)
   g_assert_cmpstr (buf, ==, HOLDER_TEXT);
   g_assert_true (porta_lock_release (lock, &error));
   g_assert_no_error (error);
-  stress_assert_file_is (path, HOLDER_TEXT);
+  porta_test_assert_file_is (path, HOLDER_TEXT);
 
   /* And the lock is free for everyone after us. */
   {
-    g_autoptr(GSubprocess) other = stress_spawn (G_SUBPROCESS_FLAGS_NONE, "try",
-                                                 name, path, NULL);
-    stress_wait_ok (other, "a process trying the lock after the crash");
+    g_autoptr(GSubprocess) other = porta_test_spawn (G_SUBPROCESS_FLAGS_NONE, "try",
+                                                     name, path, NULL);
+    porta_test_wait_ok (other, "a process trying the lock after the crash");
   }
 }
 
@@ -210,7 +210,7 @@ static void
 assert_exec_done (GPid pid)
 {
   g_autofree char *cmdline_path = g_strdup_printf ("/proc/%d/cmdline", (int) pid);
-  gint64 end = g_get_monotonic_time () + stress_scale_ms (10000) * (gint64) 1000;
+  gint64 end = g_get_monotonic_time () + porta_test_scale_ms (10000) * (gint64) 1000;
 
   for (;;)
     {
@@ -237,9 +237,9 @@ static int
 try_from_other_process (PortaBackend  backend,
                         const char   *path)
 {
-  g_autoptr(GSubprocess) proc = stress_spawn (G_SUBPROCESS_FLAGS_NONE, "try",
-                                              porta_test_backend_name (backend),
-                                              path, NULL);
+  g_autoptr(GSubprocess) proc = porta_test_spawn (G_SUBPROCESS_FLAGS_NONE, "try",
+                                                  porta_test_backend_name (backend),
+                                                  path, NULL);
   g_autoptr(GError) error = NULL;
 
   g_subprocess_wait_check (proc, NULL, NULL);
@@ -257,7 +257,7 @@ run_flock_tool (const char *path)
 
   if (flock_tool == NULL)
     return -1;
-  proc = stress_spawn (G_SUBPROCESS_FLAGS_NONE, flock_tool, "-n", path, "true", NULL);
+  proc = porta_test_spawn (G_SUBPROCESS_FLAGS_NONE, flock_tool, "-n", path, "true", NULL);
   g_subprocess_wait (proc, NULL, NULL);
   g_assert_true (g_subprocess_get_if_exited (proc));
   return g_subprocess_get_exit_status (proc);
@@ -268,7 +268,7 @@ test_children_spawn (gconstpointer data)
 {
   PortaBackend backend = GPOINTER_TO_INT (data);
   const char *name = porta_test_backend_name (backend);
-  g_autofree char *path = stress_path ("parent.lock");
+  g_autofree char *path = porta_test_path ("parent.lock");
   g_autoptr(GFile) file = g_file_new_for_path (path);
   g_autoptr(PortaLock) lock = porta_lock_new_full (file, PORTA_LOCK_MODE_EXCLUSIVE,
                                                    backend, 0);
@@ -328,7 +328,7 @@ test_children_spawn (gconstpointer data)
   kill (spawn_child, SIGKILL);
   g_assert_cmpint (waitpid (spawn_child, &status, 0), ==, spawn_child);
   g_spawn_close_pid (spawn_child);
-  stress_kill (subprocess_child);
+  porta_test_kill (subprocess_child);
 }
 
 /* A child made with fork() shares the open file description of a flock or
@@ -339,7 +339,7 @@ test_children_fork (gconstpointer data)
 {
   PortaBackend backend = GPOINTER_TO_INT (data);
   const char *name = porta_test_backend_name (backend);
-  g_autofree char *path = stress_path ("parent.lock");
+  g_autofree char *path = porta_test_path ("parent.lock");
   g_autoptr(GFile) file = g_file_new_for_path (path);
   g_autoptr(PortaLock) lock = porta_lock_new_full (file, PORTA_LOCK_MODE_EXCLUSIVE,
                                                    backend, 0);
@@ -384,7 +384,7 @@ main (int   argc,
   static CrashCase cases[G_N_ELEMENTS (all_backends) * N_WAIT_KINDS];
   guint n = 0;
 
-  stress_init (&argc, &argv);
+  porta_test_init (&argc, &argv);
 
   for (guint b = 0; b < G_N_ELEMENTS (all_backends); b++)
     {

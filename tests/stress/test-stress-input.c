@@ -17,7 +17,7 @@
 
 #include <glib/gstdio.h>
 
-#include "stress-utils.h"
+#include "porta-test-utils.h"
 
 #define USER_DATA "the user's data, which portalock must never touch\n"
 
@@ -111,7 +111,7 @@ assert_all_fail (GFile          *file,
 static char *
 make_user_file (const char *name)
 {
-  char *path = stress_path (name);
+  char *path = porta_test_path (name);
 
   g_assert_true (g_file_set_contents (path, USER_DATA, -1, NULL));
   return path;
@@ -130,19 +130,19 @@ static void
 test_missing_folder (void)
 {
   g_autofree char *keep = make_user_file ("keep");
-  g_autofree char *missing = stress_path ("missing");
+  g_autofree char *missing = porta_test_path ("missing");
   g_autofree char *path = g_build_filename (missing, "app.lock", NULL);
   g_autoptr(GFile) file = g_file_new_for_path (path);
 
   assert_all_fail (file, 0, G_IO_ERROR, G_IO_ERROR_NOT_FOUND, path);
   g_assert_false (g_file_test (missing, G_FILE_TEST_EXISTS));
-  stress_assert_file_is (keep, USER_DATA);
+  porta_test_assert_file_is (keep, USER_DATA);
 }
 
 static void
 test_directory (void)
 {
-  g_autofree char *dir = stress_path ("a-folder");
+  g_autofree char *dir = porta_test_path ("a-folder");
   g_autofree char *inside = g_build_filename (dir, "keep", NULL);
   g_autoptr(GFile) file = g_file_new_for_path (dir);
 
@@ -152,7 +152,7 @@ test_directory (void)
   assert_all_fail (file, PORTA_LOCK_FLAGS_DELETE_ON_RELEASE, G_IO_ERROR,
                    G_IO_ERROR_IS_DIRECTORY, dir);
   g_assert_true (g_file_test (dir, G_FILE_TEST_IS_DIR));
-  stress_assert_file_is (inside, USER_DATA);
+  porta_test_assert_file_is (inside, USER_DATA);
 }
 
 static void
@@ -160,7 +160,7 @@ test_fifo (void)
 {
   if (g_test_subprocess ())
     {
-      g_autofree char *path = stress_path ("a-fifo");
+      g_autofree char *path = porta_test_path ("a-fifo");
       g_autoptr(GFile) file = g_file_new_for_path (path);
       struct stat st;
 
@@ -172,7 +172,7 @@ test_fifo (void)
     }
 
   /* In a subprocess with a deadline: opening a FIFO must not hang. */
-  g_test_trap_subprocess (NULL, (guint64) stress_scale_ms (60000) * 1000,
+  g_test_trap_subprocess (NULL, (guint64) porta_test_scale_ms (60000) * 1000,
                           G_TEST_SUBPROCESS_INHERIT_STDERR);
   g_test_trap_assert_passed ();
 }
@@ -286,15 +286,15 @@ test_permission (void)
       }
 
     g_setenv ("STRESS_PERMISSION_DIR", tmp, TRUE);
-    g_test_trap_subprocess (NULL, (guint64) stress_scale_ms (60000) * 1000,
+    g_test_trap_subprocess (NULL, (guint64) porta_test_scale_ms (60000) * 1000,
                             G_TEST_SUBPROCESS_INHERIT_STDERR);
     g_unsetenv ("STRESS_PERMISSION_DIR");
 
     g_assert_cmpint (g_chmod (tmp, 0700), ==, 0);
     g_assert_cmpint (g_chmod (secret, 0600), ==, 0);
     g_assert_false (g_file_test (created, G_FILE_TEST_EXISTS));
-    stress_assert_file_is (ro, USER_DATA);
-    stress_assert_file_is (secret, USER_DATA);
+    porta_test_assert_file_is (ro, USER_DATA);
+    porta_test_assert_file_is (secret, USER_DATA);
     g_unlink (ro);
     g_unlink (secret);
     g_rmdir (tmp);
@@ -348,7 +348,7 @@ test_too_long (void)
     }
   /* the short path that the long one names was not created either */
   g_assert_false (g_file_test (short_path, G_FILE_TEST_EXISTS));
-  stress_assert_file_is (keep, USER_DATA);
+  porta_test_assert_file_is (keep, USER_DATA);
   g_string_free (long_path, TRUE);
 }
 
@@ -357,8 +357,8 @@ static void
 test_invalid_utf8 (void)
 {
   g_autofree char *keep = make_user_file ("keep");
-  g_autofree char *path = stress_path ("bad-\xff\xfe.lock");
-  g_autofree char *bad_dir = stress_path ("bad-\xff\xfe-folder");
+  g_autofree char *path = porta_test_path ("bad-\xff\xfe.lock");
+  g_autofree char *bad_dir = porta_test_path ("bad-\xff\xfe-folder");
   g_autofree char *missing = g_build_filename (bad_dir, "app.lock", NULL);
   g_autoptr(GFile) file = g_file_new_for_path (path);
   g_autoptr(GFile) missing_file = g_file_new_for_path (missing);
@@ -390,7 +390,7 @@ test_invalid_utf8 (void)
       assert_acquire_fails (in_missing, -1, FALSE, G_IO_ERROR, G_IO_ERROR_NOT_FOUND, "bad-");
     }
   g_assert_true (g_file_test (path, G_FILE_TEST_IS_REGULAR));
-  stress_assert_file_is (keep, USER_DATA);
+  porta_test_assert_file_is (keep, USER_DATA);
 }
 
 static void
@@ -398,7 +398,7 @@ test_negative_timeout (void)
 {
   if (g_test_subprocess ())
     {
-      g_autofree char *path = stress_path ("app.lock");
+      g_autofree char *path = porta_test_path ("app.lock");
       g_autoptr(PortaLock) lock = porta_lock_new_for_path (path, PORTA_LOCK_MODE_EXCLUSIVE);
 
       porta_lock_acquire (lock, -2, NULL, NULL);
@@ -414,7 +414,7 @@ test_negative_timeout_async (void)
 {
   if (g_test_subprocess ())
     {
-      g_autofree char *path = stress_path ("app.lock");
+      g_autofree char *path = porta_test_path ("app.lock");
       g_autoptr(PortaLock) lock = porta_lock_new_for_path (path, PORTA_LOCK_MODE_EXCLUSIVE);
 
       porta_lock_acquire_async (lock, G_MININT, G_PRIORITY_DEFAULT, NULL, NULL, NULL);
@@ -444,7 +444,7 @@ test_release_not_held (void)
       g_assert_nonnull (strstr (error->message, path));
       g_assert_false (porta_lock_get_held (lock));
       /* a lock that was never held deletes nothing */
-      stress_assert_file_is (path, USER_DATA);
+      porta_test_assert_file_is (path, USER_DATA);
     }
 }
 
@@ -470,7 +470,7 @@ test_acquire_twice (void)
       g_assert_true (porta_lock_release (lock, &error));
       g_assert_no_error (error);
     }
-  stress_assert_file_is (path, USER_DATA);
+  porta_test_assert_file_is (path, USER_DATA);
 }
 
 /* By default a symbolic link is refused, and nothing is created where it
@@ -478,10 +478,10 @@ test_acquire_twice (void)
 static void
 test_symlink_refused (void)
 {
-  g_autofree char *target = stress_path ("target");
-  g_autofree char *link = stress_path ("app.lock");
+  g_autofree char *target = porta_test_path ("target");
+  g_autofree char *link = porta_test_path ("app.lock");
   g_autofree char *data = make_user_file ("data");
-  g_autofree char *data_link = stress_path ("data.lock");
+  g_autofree char *data_link = porta_test_path ("data.lock");
   g_autoptr(GFile) file = g_file_new_for_path (link);
   g_autoptr(GFile) data_file = g_file_new_for_path (data_link);
   g_autofree char *points_to = NULL;
@@ -498,14 +498,14 @@ test_symlink_refused (void)
   points_to = g_file_read_link (link, NULL);
   g_assert_cmpstr (points_to, ==, target);
   g_assert_true (g_file_test (data_link, G_FILE_TEST_IS_SYMLINK));
-  stress_assert_file_is (data, USER_DATA);
+  porta_test_assert_file_is (data, USER_DATA);
 }
 
 static void
 test_symlink_follow (void)
 {
-  g_autofree char *target = stress_path ("target");
-  g_autofree char *link = stress_path ("app.lock");
+  g_autofree char *target = porta_test_path ("target");
+  g_autofree char *link = porta_test_path ("app.lock");
   g_autoptr(GFile) file = g_file_new_for_path (link);
   g_autoptr(GFile) target_file = g_file_new_for_path (target);
 
@@ -536,7 +536,7 @@ test_symlink_follow (void)
       g_assert_no_error (error);
       g_assert_true (porta_lock_release (lock, &error));
       g_assert_no_error (error);
-      stress_assert_file_is (target, USER_DATA);
+      porta_test_assert_file_is (target, USER_DATA);
       g_assert_true (g_file_test (link, G_FILE_TEST_IS_SYMLINK));
       g_assert_cmpint (g_unlink (target), ==, 0);
     }
@@ -546,7 +546,7 @@ int
 main (int   argc,
       char *argv[])
 {
-  stress_init (&argc, &argv);
+  porta_test_init (&argc, &argv);
 
   g_test_add_func ("/stress/input/non-native", test_non_native);
   g_test_add_func ("/stress/input/missing-folder", test_missing_folder);

@@ -9,7 +9,7 @@
 
 #include <string.h>
 
-#include "stress-utils.h"
+#include "porta-test-utils.h"
 
 #define N_CYCLES       10000
 #define N_WAITS        250    /* of each of the four kinds, per backend */
@@ -62,14 +62,14 @@ assert_context_clean (GMainContext *context)
 static guint
 settle_threads (guint baseline)
 {
-  gint64 end = g_get_monotonic_time () + stress_scale_ms (SETTLE_MS) * (gint64) 1000;
+  gint64 end = g_get_monotonic_time () + porta_test_scale_ms (SETTLE_MS) * (gint64) 1000;
   guint n;
 
-  while ((n = stress_count_threads ()) > baseline && g_get_monotonic_time () < end)
+  while ((n = porta_test_count_threads ()) > baseline && g_get_monotonic_time () < end)
     g_usleep (10 * 1000);
   if (n != baseline)
     {
-      g_autofree char *names = stress_thread_names ();
+      g_autofree char *names = porta_test_thread_names ();
 
       g_test_message ("threads now: %s", names);
     }
@@ -153,7 +153,7 @@ one_cycle (GFile        *file,
 static void
 test_cycles (void)
 {
-  g_autofree char *path = stress_path ("cycles.lock");
+  g_autofree char *path = porta_test_path ("cycles.lock");
   g_autoptr(GFile) file = g_file_new_for_path (path);
   g_autoptr(GMainContext) context = g_main_context_new ();
   guint fds_before, threads_before, rss_before;
@@ -172,8 +172,8 @@ test_cycles (void)
       for (guint i = 0; i < 100; i++)
         one_cycle (file, backend, reused, context, i);
       assert_context_clean (context);
-      fds_before = stress_count_fds ();
-      threads_before = stress_count_threads ();
+      fds_before = porta_test_count_fds ();
+      threads_before = porta_test_count_threads ();
       rss_before = rss_kib ();
 
       start = g_get_monotonic_time ();
@@ -181,7 +181,7 @@ test_cycles (void)
         one_cycle (file, backend, reused, context, i);
 
       assert_context_clean (context);
-      fds_after = stress_count_fds ();
+      fds_after = porta_test_count_fds ();
       threads_after = settle_threads (threads_before);
       g_test_message ("%s: %d acquire/release cycles in %.2f s: descriptors %u -> %u, "
                       "threads %u -> %u, RSS %u -> %u KiB",
@@ -294,7 +294,7 @@ test_failed_waits (gconstpointer data)
 {
   PortaBackend backend = GPOINTER_TO_INT (data);
   const char *name = porta_test_backend_name (backend);
-  g_autofree char *path = stress_path ("waits.lock");
+  g_autofree char *path = porta_test_path ("waits.lock");
   g_autoptr(GFile) file = g_file_new_for_path (path);
   g_autoptr(GMainContext) context = g_main_context_new ();
   g_autoptr(PortaLock) holder = NULL;
@@ -305,7 +305,7 @@ test_failed_waits (gconstpointer data)
   guint fds_before, threads_before, fds_after, threads_after;
   gint64 start;
 
-  if (stress_skip_ofd_wait_under_valgrind (backend))
+  if (porta_test_skip_ofd_wait_under_valgrind (backend))
     return;
   g_main_context_push_thread_default (context);
 
@@ -315,9 +315,9 @@ test_failed_waits (gconstpointer data)
     {
       g_autofree char *line = NULL;
 
-      holder_proc = stress_spawn (G_SUBPROCESS_FLAGS_STDOUT_PIPE, "hold", name,
-                                  path, "held\n", NULL);
-      line = stress_read_line (holder_proc, 20000);
+      holder_proc = porta_test_spawn (G_SUBPROCESS_FLAGS_STDOUT_PIPE, "hold", name,
+                                      path, "held\n", NULL);
+      line = porta_test_read_line (holder_proc, 20000);
       g_assert_cmpstr (line, ==, "locked");
     }
   else
@@ -332,8 +332,8 @@ test_failed_waits (gconstpointer data)
       one_failed_wait (waiter, context, kind, i);
   warm_up_holder_lookup (waiter, context);
   assert_context_clean (context);
-  fds_before = stress_count_fds ();
-  threads_before = settle_threads (stress_count_threads ());
+  fds_before = porta_test_count_fds ();
+  threads_before = settle_threads (porta_test_count_threads ());
 
   start = g_get_monotonic_time ();
   for (guint i = 0; i < N_WAITS; i++)
@@ -341,7 +341,7 @@ test_failed_waits (gconstpointer data)
       one_failed_wait (waiter, context, kind, i);
 
   assert_context_clean (context);
-  fds_after = stress_count_fds ();
+  fds_after = porta_test_count_fds ();
   threads_after = settle_threads (threads_before);
   g_test_message ("%s: %d failed waits (sync/async x timeout 1 ms/cancelled) in "
                   "%.2f s: descriptors %u -> %u, threads %u -> %u",
@@ -358,7 +358,7 @@ test_failed_waits (gconstpointer data)
       g_assert_true (porta_lock_release (holder, &error));
     }
   else
-    stress_kill (holder_proc);
+    porta_test_kill (holder_proc);
   g_assert_true (porta_lock_acquire (waiter, 0, NULL, &error));
   g_assert_no_error (error);
   g_assert_true (porta_lock_release (waiter, &error));
@@ -402,7 +402,7 @@ sample_threads (gpointer user_data)
 {
   guint *peak = user_data;
 
-  *peak = MAX (*peak, stress_count_threads ());
+  *peak = MAX (*peak, porta_test_count_threads ());
   return G_SOURCE_CONTINUE;
 }
 
@@ -412,7 +412,7 @@ sample_threads (gpointer user_data)
 static void
 test_many_async_waits (void)
 {
-  g_autofree char *path = stress_path ("many.lock");
+  g_autofree char *path = porta_test_path ("many.lock");
   g_autoptr(GFile) file = g_file_new_for_path (path);
   g_autoptr(GMainContext) context = g_main_context_new ();
   g_autoptr(PortaLock) holder = porta_lock_new_full (file, PORTA_LOCK_MODE_EXCLUSIVE,
@@ -438,8 +438,8 @@ test_many_async_waits (void)
   g_assert_true (porta_lock_release (holder, &error));
   g_assert_no_error (error);
   assert_context_clean (context);
-  fds_before = stress_count_fds ();
-  threads_before = settle_threads (stress_count_threads ());
+  fds_before = porta_test_count_fds ();
+  threads_before = settle_threads (porta_test_count_threads ());
   g_assert_true (porta_lock_acquire (holder, 0, NULL, &error));
   g_assert_no_error (error);
   peak = threads_before;
@@ -455,7 +455,7 @@ test_many_async_waits (void)
                                       PORTA_BACKEND_FLOCK, 0);
       waiters[i] = (ManyWaiter) { locks[i], &n_acquired, &n_failed, &n_done };
       /* every fourth one is cancelled, the others get the lock in turn */
-      porta_lock_acquire_async (locks[i], (i % 2) ? -1 : (int) stress_scale_ms (60000),
+      porta_lock_acquire_async (locks[i], (i % 2) ? -1 : (int) porta_test_scale_ms (60000),
                                 G_PRIORITY_DEFAULT, (i % 4 == 3) ? cancellable : NULL,
                                 on_many_acquired, &waiters[i]);
     }
@@ -474,7 +474,7 @@ test_many_async_waits (void)
   for (guint i = 0; i < N_MANY; i++)
     g_object_unref (locks[i]);
   assert_context_clean (context);
-  fds_after = stress_count_fds ();
+  fds_after = porta_test_count_fds ();
   threads_after = settle_threads (threads_before);
   g_test_message ("flock: %d async waits at once: %u acquired in turn, %u cancelled, "
                   "in %.2f s; threads %u -> peak %u -> %u, descriptors %u -> %u",
@@ -492,7 +492,7 @@ int
 main (int   argc,
       char *argv[])
 {
-  stress_init (&argc, &argv);
+  porta_test_init (&argc, &argv);
 
   g_test_add_func ("/stress/leaks/cycles", test_cycles);
   for (guint b = 0; b < G_N_ELEMENTS (all_backends); b++)
