@@ -391,12 +391,12 @@ porta_test_run (const char * const  *argv,
   return porta_test_child_wait (child, stderr_text);
 }
 
-/* ---- the stress suite: its helper process, records, leaks ---------- */
+/* ---- the stress suite: its commands, records, leaks ----------------- */
 
-/* Spawns the stress helper, whose path the stress suite sets in
- * PORTA_TEST_STRESS_HELPER, with @first_arg as its first argument; or,
- * when @first_arg is an absolute path, that program. The helper dies with
- * us. */
+/* Spawns porta-test-holder, whose path the stress suite sets in
+ * PORTA_TEST_HOLDER, with @first_arg (a stress command) as its first
+ * argument; or, when @first_arg is an absolute path, that program. The
+ * holder dies with us. */
 GSubprocess *
 porta_test_spawn (GSubprocessFlags  flags,
                   const char       *first_arg,
@@ -410,7 +410,7 @@ porta_test_spawn (GSubprocessFlags  flags,
 
   if (!g_path_is_absolute (first_arg))
     {
-      const char *helper = g_getenv ("PORTA_TEST_STRESS_HELPER");
+      const char *helper = g_getenv ("PORTA_TEST_HOLDER");
 
       g_assert_nonnull (helper);
       g_ptr_array_add (args, (char *) helper);

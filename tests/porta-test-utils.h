@@ -52,7 +52,7 @@ int             porta_test_run              (const char * const *argv,
  * test (and returns TRUE) for such a wait under the valgrind setup. */
 gboolean        porta_test_skip_ofd_wait_under_valgrind (PortaBackend backend);
 
-/* The stress suite: its helper process (PORTA_TEST_STRESS_HELPER), torn
+/* The stress suite: porta-test-holder's commands (PORTA_TEST_HOLDER), torn
  * write detection, and leak counts. */
 GSubprocess    *porta_test_spawn            (GSubprocessFlags    flags,
                                              const char         *first_arg,
