@@ -250,10 +250,8 @@ static void
 backoff_finish (PortaAsyncWait *w,
                 int             result)
 {
-#ifdef HAVE_KERNEL_WAIT
-  if (w->local && porta_wait_slot_leave (w))
-    porta_wait_slot_kick ();
-#endif
+  if (w->slots != NULL && w->slots->leave (w))
+    w->slots->kick ();
   backoff_detach (w);
   w->callback (result, NULL, PORTA_HOLDER_RETRYING_WAIT, w->user_data);
   porta_async_wait_free (w);
@@ -272,9 +270,7 @@ backoff_schedule (PortaAsyncWait *w)
 static void
 backoff_retry (PortaAsyncWait *w)
 {
-#ifdef HAVE_KERNEL_WAIT
-  gboolean kicked = w->local && porta_wait_slot_leave (w);
-#endif
+  gboolean kicked = w->slots != NULL && w->slots->leave (w);
   int r;
 
   /* Cancelled, but this retry came first in the same main-loop iteration:
@@ -288,27 +284,23 @@ backoff_retry (PortaAsyncWait *w)
     r = ETIMEDOUT;
   if (r != EWOULDBLOCK)
     {
+      const PortaWaitSlots *slots = w->slots;
+
       backoff_finish (w, r);
-#ifdef HAVE_KERNEL_WAIT
       if (kicked)
-        porta_wait_slot_kick ();
-#endif
+        slots->kick ();
       return;
     }
-#ifdef HAVE_KERNEL_WAIT
   /* A local wait that backs off only for want of a thread takes one as
    * soon as one is free. */
-  if (w->local && porta_wait_thread_start (w))
+  if (w->slots != NULL && w->slots->start (w))
     {
       backoff_detach (w);
       return;
     }
-#endif
   backoff_schedule (w);
-#ifdef HAVE_KERNEL_WAIT
-  if (w->local)
-    porta_wait_slot_join (w);
-#endif
+  if (w->slots != NULL)
+    w->slots->join (w);
 }
 
 static gboolean
@@ -335,8 +327,6 @@ porta_wait_backoff_async (PortaAsyncWait *w)
     }
   retry_register (w);
   backoff_schedule (w);
-#ifdef HAVE_KERNEL_WAIT
-  if (w->local)
-    porta_wait_slot_join (w);
-#endif
+  if (w->slots != NULL)
+    w->slots->join (w);
 }

@@ -39,9 +39,29 @@ G_BEGIN_DECLS
 # define HAVE_KERNEL_WAIT 1
 #endif
 
+typedef struct _PortaAsyncWait PortaAsyncWait;
+
+/* What a back-off wait asks of the waiter threads while it waits for one
+ * to be free: porta-wait-thread.c gives it, porta-wait-backoff.c only calls
+ * it, so that the back-off knows nothing of threads and the files call
+ * one another in one direction only. */
+typedef struct
+{
+  /* Takes a free thread for @w; FALSE if none is free. */
+  gboolean (*start) (PortaAsyncWait *w);
+  /* Queues @w for the next thread that is freed (after scheduling its
+   * retry: a kick must not be overwritten). */
+  void     (*join)  (PortaAsyncWait *w);
+  /* Takes @w out of the queue; returns whether it was kicked since it
+   * joined, when the kick must be passed on unless @w takes the thread. */
+  gboolean (*leave) (PortaAsyncWait *w);
+  /* Wakes the first queued wait at once. */
+  void     (*kick)  (void);
+} PortaWaitSlots;
+
 /* Async waits share this state, whichever way they wait; each group of
  * fields below belongs to the file it names. */
-typedef struct
+struct _PortaAsyncWait
 {
   const PortaBackendOps *ops;
   int                    fd;
@@ -57,6 +77,9 @@ typedef struct
   int                    result;
   char                  *holder;
   PortaHolderUnknown     unknown;      /* why @holder is NULL */
+  /* a local wait, one that waits in a thread when one is free: the
+   * threads; NULL for a wait that only backs off */
+  const PortaWaitSlots  *slots;
 
   /* porta-wait-backoff.c */
   struct _RetrySource   *retry_source;  /* shared; under retry_lock: */
@@ -69,7 +92,6 @@ typedef struct
 #ifdef G_OS_UNIX
   pthread_t              thread;
 #endif
-  gboolean               local;        /* waits in a thread when one is free */
   GSource               *done_source;  /* made ready by the thread */
   int                    finished;     /* atomic: result and holder are set */
   GList                  slot_link;    /* in slot_queue, under slot_queue_lock */
@@ -84,9 +106,16 @@ typedef struct
   GSource               *overlapped_source;
   GPollFD                event_pollfd;
 #endif
-} PortaAsyncWait;
+};
 
-void     porta_async_wait_free        (PortaAsyncWait         *w);
+static inline void
+porta_async_wait_free (PortaAsyncWait *w)
+{
+  g_free (w->holder);
+  g_clear_object (&w->cancellable);
+  g_main_context_unref (w->context);
+  g_free (w);
+}
 
 #ifdef HAVE_KERNEL_WAIT
 /* porta-wait-kernel.c: the reserved signal, or 0 if none is free. */
@@ -114,11 +143,8 @@ void     porta_wait_backoff_retry_at  (PortaAsyncWait         *w,
                                        gint64                  at);
 
 #ifdef HAVE_KERNEL_WAIT
-/* porta-wait-thread.c: starts a thread for a local wait if one is free. */
-gboolean porta_wait_thread_start      (PortaAsyncWait         *w);
-void     porta_wait_slot_join         (PortaAsyncWait         *w);
-gboolean porta_wait_slot_leave        (PortaAsyncWait         *w);
-void     porta_wait_slot_kick         (void);
+/* porta-wait-thread.c: the waiter threads of local waits. */
+extern const PortaWaitSlots porta_wait_thread_slots;
 #endif
 
 #ifdef G_OS_WIN32

@@ -36,8 +36,8 @@ static GMutex slot_queue_lock;
 static GQueue slot_queue = G_QUEUE_INIT;
 
 /* After (re)scheduling @w's retry: a kick must not be overwritten. */
-void
-porta_wait_slot_join (PortaAsyncWait *w)
+static void
+slot_queue_join (PortaAsyncWait *w)
 {
   g_mutex_lock (&slot_queue_lock);
   w->slot_link.data = w;
@@ -48,8 +48,8 @@ porta_wait_slot_join (PortaAsyncWait *w)
 
 /* Takes @w out of the queue; returns whether it was kicked since it was
  * last in it, when the kick must be passed on unless @w takes the thread. */
-gboolean
-porta_wait_slot_leave (PortaAsyncWait *w)
+static gboolean
+slot_queue_leave (PortaAsyncWait *w)
 {
   gboolean kicked;
 
@@ -66,8 +66,8 @@ porta_wait_slot_leave (PortaAsyncWait *w)
 /* A waiter thread is free: wakes the first queued wait, in whatever
  * context it runs. Under the lock, the wait cannot leave the queue and
  * free its retry source meanwhile. */
-void
-porta_wait_slot_kick (void)
+static void
+slot_queue_kick (void)
 {
   GList *link;
 
@@ -151,7 +151,7 @@ thread_wait_complete (gpointer user_data)
   pthread_join (w->thread, NULL);
 #endif
   g_atomic_int_add (&n_waiter_threads, -1);
-  porta_wait_slot_kick ();
+  slot_queue_kick ();
   g_clear_pointer (&w->done_source, g_source_unref);
   if (w->result != ETIMEDOUT)
     g_clear_pointer (&w->holder, g_free);
@@ -184,8 +184,8 @@ thread_wait_main (void *data)
 
 /* Starts a thread for a local wait (one that can be interrupted as it
  * needs to be) if a slot is free. */
-gboolean
-porta_wait_thread_start (PortaAsyncWait *w)
+static gboolean
+thread_wait_start (PortaAsyncWait *w)
 {
   pthread_attr_t attr;
   sigset_t all, old;
@@ -220,5 +220,12 @@ porta_wait_thread_start (PortaAsyncWait *w)
     }
   return r == 0;
 }
+
+const PortaWaitSlots porta_wait_thread_slots = {
+  thread_wait_start,
+  slot_queue_join,
+  slot_queue_leave,
+  slot_queue_kick,
+};
 
 #endif /* HAVE_KERNEL_WAIT */

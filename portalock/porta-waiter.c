@@ -87,15 +87,6 @@ porta_waiter_wait_sync (const PortaBackendOps  *ops,
 }
 
 void
-porta_async_wait_free (PortaAsyncWait *w)
-{
-  g_free (w->holder);
-  g_clear_object (&w->cancellable);
-  g_main_context_unref (w->context);
-  g_free (w);
-}
-
-void
 porta_waiter_wait_async (const PortaBackendOps *ops,
                          const PortaLockFile   *lf,
                          gboolean               back_off,
@@ -122,11 +113,15 @@ porta_waiter_wait_async (const PortaBackendOps *ops,
 
 #ifdef HAVE_KERNEL_WAIT
   /* A wait that must be interruptible needs the signal to wait in a
-   * thread; without one it backs off for good. */
-  w->local = !back_off &&
-             (porta_wait_interrupt_signal () != 0 || (deadline < 0 && cancellable == NULL));
-  if (w->local && porta_wait_thread_start (w))
-    return;
+   * thread; without one it backs off for good. A local wait that finds no
+   * thread free backs off until one is. */
+  if (!back_off &&
+      (porta_wait_interrupt_signal () != 0 || (deadline < 0 && cancellable == NULL)))
+    {
+      w->slots = &porta_wait_thread_slots;
+      if (w->slots->start (w))
+        return;
+    }
 #endif
 #ifdef G_OS_WIN32
   if (!back_off && lf->overlapped)
