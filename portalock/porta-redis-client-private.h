@@ -43,7 +43,7 @@ typedef struct
   guint              capacity;      /* shared holders at most; 0: any number */
   guint              lease_ms;
   int                timeout_ms;    /* -1, 0 or > 0 */
-  gint64             deadline;      /* porta_waiter_deadline (timeout_ms) */
+  gint64             deadline;      /* porta_deadline (timeout_ms) */
   guint              replicas;      /* replicas to confirm a grant (WAIT); 0: none */
   GMainContext      *lost_context;
   PortaRedisLostFunc lost_func;
