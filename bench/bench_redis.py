@@ -27,7 +27,7 @@
 #                against the acquisitions the processes counted
 #
 # Then PortaRedisLock alone on a local Redis Cluster (3 masters, 3
-# replicas, cluster-node-timeout 1 s; tests/redis/redis_cluster.py): the
+# replicas, cluster-node-timeout 1 s; tests/python/redis_cluster.py): the
 # same hand-off and takeover, and a failover: the master of a held and
 # waited-on lock is SIGKILLed: kill -> the holder's `lost`, and kill ->
 # the waiter holds the lock from the promoted replica.
@@ -60,7 +60,7 @@ import gi
 gi.require_version('Porta', '1')
 from gi.repository import Gio, GLib, Porta  # noqa: E402
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', 'tests', 'redis'))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', 'tests', 'python'))
 import redis_cluster  # noqa: E402
 
 
