@@ -56,9 +56,6 @@
 #include <string.h>
 #include <unistd.h>
 
-#ifdef __linux__
-# include <sys/prctl.h>
-#endif
 
 #include <portalock/portalock.h>
 
@@ -67,38 +64,6 @@
 #define EXIT_CONTENDED 2
 #define EXIT_TORN      3
 #define WATCHDOG_S     240
-
-/* The test that started us may die on a failed assertion while we wait in
- * an acquire that never ends: die with it so that no holder outlives the
- * test run. */
-static void
-die_with_parent (void)
-{
-#ifdef __linux__
-  pid_t parent = getppid ();
-
-  if (prctl (PR_SET_PDEATHSIG, SIGKILL) != 0)
-    g_printerr ("porta-test-holder: prctl: %s\n", g_strerror (errno));
-  if (getppid () != parent)
-    _exit (1);
-#endif
-}
-
-/* Returns when a whole line, end-of-file or a read error arrives on stdin. */
-static void
-wait_for_stdin_line (void)
-{
-  for (;;)
-    {
-      char c;
-      ssize_t n = read (STDIN_FILENO, &c, 1);
-
-      if (n < 0 && errno == EINTR)
-        continue;
-      if (n <= 0 || c == '\n')
-        return;
-    }
-}
 
 #ifdef G_OS_UNIX
 
@@ -425,7 +390,7 @@ main (int    argc,
   PortaBackend backend = PORTA_BACKEND_DEFAULT;
   PortaLockFlags flags = PORTA_LOCK_FLAGS_NONE;
 
-  die_with_parent ();
+  porta_test_die_with_parent ();
 #ifdef G_OS_UNIX
   if (argc >= 2 && is_stress_command (argv[1]))
     return run_stress_command (argc, argv);
@@ -472,7 +437,7 @@ main (int    argc,
   fputs ("locked\n", stdout);
   fflush (stdout);
 
-  wait_for_stdin_line ();
+  porta_test_wait_for_stdin_line ();
 
   if (pid_file ? !porta_pid_file_release (pid_lock, &error)
                : !porta_lock_release (lock, &error))

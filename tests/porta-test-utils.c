@@ -3,11 +3,17 @@
  * SPDX-License-Identifier: LGPL-2.1-or-later
  */
 
+#include <errno.h>
 #include <locale.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
+
+#ifdef __linux__
+# include <sys/prctl.h>
+#endif
 
 #include <glib/gstdio.h>
 
@@ -598,4 +604,41 @@ porta_test_assert_file_is (const char *path,
   g_file_get_contents (path, &actual, NULL, &error);
   g_assert_no_error (error);
   g_assert_cmpstr (actual, ==, contents);
+}
+
+/* The test that started a holder may die on a failed assertion while the
+ * holder waits in an acquire that never ends: a holder calls this to die
+ * with it, so that no holder outlives the test run. */
+void
+porta_test_die_with_parent (void)
+{
+#ifdef __linux__
+  pid_t parent = getppid ();
+
+  if (prctl (PR_SET_PDEATHSIG, SIGKILL) != 0)
+    g_printerr ("%s: prctl: %s\n", g_get_prgname () != NULL ? g_get_prgname () : "holder",
+                g_strerror (errno));
+  if (getppid () != parent)
+    _exit (1);
+#endif
+}
+
+/* Returns when a whole line (TRUE), end-of-file or a read error (FALSE)
+ * arrives on stdin: how a holder is told to let go, or learns that the
+ * test went away. */
+gboolean
+porta_test_wait_for_stdin_line (void)
+{
+  for (;;)
+    {
+      char c;
+      ssize_t n = read (STDIN_FILENO, &c, 1);
+
+      if (n < 0 && errno == EINTR)
+        continue;
+      if (n <= 0)
+        return FALSE;
+      if (c == '\n')
+        return TRUE;
+    }
 }

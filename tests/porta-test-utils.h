@@ -52,6 +52,9 @@ int             porta_test_run              (const char * const *argv,
  * test (and returns TRUE) for such a wait under the valgrind setup. */
 gboolean        porta_test_skip_ofd_wait_under_valgrind (PortaBackend backend);
 
+void            porta_test_die_with_parent  (void);
+gboolean        porta_test_wait_for_stdin_line (void);
+
 /* The stress suite: porta-test-holder's commands (PORTA_TEST_HOLDER), torn
  * write detection, and leak counts. */
 GSubprocess    *porta_test_spawn            (GSubprocessFlags    flags,

@@ -31,6 +31,8 @@
 #include <glib/gstdio.h>
 #include <portalock/portalock.h>
 
+#include "porta-test-utils.h"
+
 /* How long a child may take to answer before the test gives up on it: far
  * beyond what a working child needs, even on a loaded machine. */
 #define CHILD_DEADLINE_MS 20000
@@ -43,12 +45,9 @@ run_holder (const char *path)
 {
   g_autoptr(PortaPidFile) pid_file = NULL;
   g_autoptr(GError) error = NULL;
-  char line[64];
 
-#ifdef __linux__
   /* die with the test, should it die while we hold the file */
-  prctl (PR_SET_PDEATHSIG, SIGKILL);
-#endif
+  porta_test_die_with_parent ();
 
   pid_file = porta_pid_file_new_for_path (path);
   if (!porta_pid_file_acquire (pid_file, -1, NULL, &error))
@@ -59,7 +58,7 @@ run_holder (const char *path)
   printf ("locked\n");
   fflush (stdout);
 
-  if (fgets (line, sizeof line, stdin) == NULL)
+  if (!porta_test_wait_for_stdin_line ())
     _exit (3);  /* the test went away: keep the file as a crash would */
 
   if (!porta_pid_file_release (pid_file, &error))
@@ -77,7 +76,6 @@ run_fork_holder (const char *path)
 {
   g_autoptr(PortaPidFile) pid_file = NULL;
   g_autoptr(GError) error = NULL;
-  char line[64];
   pid_t pid;
 
   pid_file = porta_pid_file_new_for_path (path);
@@ -94,7 +92,7 @@ run_fork_holder (const char *path)
     {
       /* the child: holds the inherited lock until told, then lets the
        * kernel drop it as the process exits */
-      if (fgets (line, sizeof line, stdin) == NULL)
+      if (!porta_test_wait_for_stdin_line ())
         _exit (3);
       _exit (0);
     }

@@ -21,7 +21,6 @@
 #include <unistd.h>
 
 #ifdef __linux__
-# include <sys/prctl.h>
 # include <signal.h>
 #endif
 
@@ -37,33 +36,6 @@
 
 /* ---------------------------------------------------------------------- */
 /* The child side                                                          */
-
-static void
-die_with_parent (void)
-{
-#ifdef __linux__
-  pid_t parent = getppid ();
-
-  prctl (PR_SET_PDEATHSIG, SIGKILL);
-  if (getppid () != parent)
-    _exit (1);
-#endif
-}
-
-static void
-wait_for_stdin_line (void)
-{
-  for (;;)
-    {
-      char c;
-      ssize_t n = read (STDIN_FILENO, &c, 1);
-
-      if (n < 0 && errno == EINTR)
-        continue;
-      if (n <= 0 || c == '\n')
-        return;
-    }
-}
 
 static PortaSemaphore *
 child_semaphore (char **argv)
@@ -91,7 +63,7 @@ run_holder (int    argc,
   printf ("locked %d\n", porta_semaphore_get_slot (sem));
   fflush (stdout);
 
-  wait_for_stdin_line ();
+  porta_test_wait_for_stdin_line ();
 
   if (!porta_semaphore_release (sem, &error))
     {
@@ -133,7 +105,7 @@ run_stress (int    argc,
 
   printf ("ready\n");
   fflush (stdout);
-  wait_for_stdin_line ();
+  porta_test_wait_for_stdin_line ();
 
   for (guint i = 0; i < cycles; i++)
     {
@@ -1090,12 +1062,12 @@ main (int    argc,
 {
   if (argc >= 2 && strcmp (argv[1], "--holder") == 0)
     {
-      die_with_parent ();
+      porta_test_die_with_parent ();
       return run_holder (argc, argv);
     }
   if (argc >= 2 && strcmp (argv[1], "--stress") == 0)
     {
-      die_with_parent ();
+      porta_test_die_with_parent ();
       return run_stress (argc, argv);
     }
 
