@@ -24,7 +24,7 @@ local live, enqueue, wlease, wake = ARGV[5], ARGV[6] == '1', tonumber(ARGV[7]), 
 local publish = ARGV[9] == '1' and 'SPUBLISH' or 'PUBLISH'
 
 local now = server_now()
-here = node_of(live)
+set_here(live)
 if ARGV[10] ~= nil and ARGV[10] ~= '' then
   masters = {}
   for node in string.gmatch(ARGV[10], '%S+') do masters[node] = true end

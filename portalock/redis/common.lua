@@ -86,4 +86,11 @@ local function waiter_liveness(info)
   return string.match(info or '', '^[^|]*|[^|]*|([^|]*)|')
 end
 
+-- Learns `here` from the caller's own liveness channel, if it has one.
+-- Scripts ask only when they are about to wake waiters: a release or a
+-- renewal with nobody in line costs no lookup.
+local function set_here(channel)
+  if channel ~= nil then here = node_of(channel) end
+end
+
 -- ---------------------------------------------------------------------

@@ -7,12 +7,13 @@
 local h, i, q, w = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local token, wake = ARGV[1], ARGV[2]
 local publish = ARGV[3] == '1' and 'SPUBLISH' or 'PUBLISH'
-here = node_of(holder_liveness(redis.call('HGET', i, token)) or '')
 if redis.call('ZREM', h, token) == 0 then
   return 0
 end
+local waiting = redis.call('ZCARD', q) > 0
+if waiting then set_here(holder_liveness(redis.call('HGET', i, token))) end
 redis.call('HDEL', i, token)
-if redis.call('ZCARD', q) > 0 then
+if waiting then
   wake_next(h, i, q, w, wake, server_now(), publish)
 end
 return 1

@@ -9,16 +9,16 @@ local h, i, q, w = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local token, lease, wake = ARGV[1], tonumber(ARGV[2]), ARGV[3]
 local publish = ARGV[4] == '1' and 'SPUBLISH' or 'PUBLISH'
 local now = server_now()
-local mine = holder_liveness(redis.call('HGET', i, token))
-if mine ~= nil then here = node_of(mine) end
 local deadline = redis.call('ZSCORE', h, token)
 if deadline == false then
   return 0
 end
 if tonumber(deadline) <= now then
   redis.call('ZREM', h, token)
+  local waiting = redis.call('ZCARD', q) > 0
+  if waiting then set_here(holder_liveness(redis.call('HGET', i, token))) end
   redis.call('HDEL', i, token)
-  if redis.call('ZCARD', q) > 0 then
+  if waiting then
     wake_next(h, i, q, w, wake, now, publish)
   end
   return 0

@@ -7,10 +7,10 @@
 local h, i, q, w = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local token, wake = ARGV[1], ARGV[2]
 local publish = ARGV[3] == '1' and 'SPUBLISH' or 'PUBLISH'
-local mine = waiter_liveness(redis.call('HGET', w, token))
-if mine ~= nil then here = node_of(mine) end
+local waiting = redis.call('ZREM', q, token) == 1 and redis.call('ZCARD', q) > 0
+if waiting then set_here(waiter_liveness(redis.call('HGET', w, token))) end
 redis.call('HDEL', w, token)
-if redis.call('ZREM', q, token) == 1 and redis.call('ZCARD', q) > 0 then
+if waiting then
   wake_next(h, i, q, w, wake, server_now(), publish)
 end
 return 1
