@@ -43,4 +43,26 @@ gboolean     porta_set_wait_end_error   (GError             **error,
 GParamSpec  *porta_lockable_override_held (GObjectClass      *klass,
                                            guint              prop_id);
 
+/* A sync call made of an async one, as g_subprocess_wait() does it: the
+ * async call runs on a main context of its own, thread-default from
+ * porta_sync_init() to porta_sync_wait(), so no other source of the
+ * caller's contexts is dispatched meanwhile.
+ *
+ *   PortaSync sync;
+ *   porta_sync_init (&sync);
+ *   something_async (..., porta_sync_store, &sync);
+ *   result = porta_sync_wait (&sync);    (transfer full)
+ */
+typedef struct
+{
+  GMainContext *context;
+  GAsyncResult *result;
+} PortaSync;
+
+void          porta_sync_init            (PortaSync          *sync);
+void          porta_sync_store           (GObject            *source,
+                                          GAsyncResult       *result,
+                                          gpointer            user_data);
+GAsyncResult *porta_sync_wait            (PortaSync          *sync);
+
 G_END_DECLS

@@ -66,3 +66,31 @@ porta_lockable_override_held (GObjectClass *klass,
   g_object_class_override_property (klass, prop_id, "held");
   return g_object_class_find_property (klass, "held");
 }
+
+void
+porta_sync_init (PortaSync *sync)
+{
+  sync->context = g_main_context_new ();
+  sync->result = NULL;
+  g_main_context_push_thread_default (sync->context);
+}
+
+void
+porta_sync_store (GObject      *source,
+                  GAsyncResult *result,
+                  gpointer      user_data)
+{
+  PortaSync *sync = user_data;
+
+  sync->result = g_object_ref (result);
+}
+
+GAsyncResult *
+porta_sync_wait (PortaSync *sync)
+{
+  while (sync->result == NULL)
+    g_main_context_iteration (sync->context, TRUE);
+  g_main_context_pop_thread_default (sync->context);
+  g_clear_pointer (&sync->context, g_main_context_unref);
+  return g_steal_pointer (&sync->result);
+}

@@ -1056,16 +1056,6 @@ porta_redis_lock_acquire_finish (PortaRedisLock  *self,
   return g_task_propagate_boolean (G_TASK (result), error);
 }
 
-static void
-store_result (GObject      *source,
-              GAsyncResult *result,
-              gpointer      user_data)
-{
-  GAsyncResult **out = user_data;
-
-  *out = g_object_ref (result);
-}
-
 /**
  * porta_redis_lock_acquire:
  * @self: a #PortaRedisLock
@@ -1101,21 +1091,18 @@ porta_redis_lock_acquire (PortaRedisLock  *self,
                           GCancellable    *cancellable,
                           GError         **error)
 {
-  g_autoptr(GMainContext) context = NULL;
   g_autoptr(GAsyncResult) result = NULL;
+  PortaSync sync;
 
   g_return_val_if_fail (PORTA_IS_REDIS_LOCK (self), FALSE);
   g_return_val_if_fail (timeout_ms >= -1, FALSE);
   g_return_val_if_fail (cancellable == NULL || G_IS_CANCELLABLE (cancellable), FALSE);
   g_return_val_if_fail (error == NULL || *error == NULL, FALSE);
 
-  context = g_main_context_new ();
-  g_main_context_push_thread_default (context);
+  porta_sync_init (&sync);
   porta_redis_lock_acquire_async (self, timeout_ms, G_PRIORITY_DEFAULT, cancellable,
-                                  store_result, &result);
-  while (result == NULL)
-    g_main_context_iteration (context, TRUE);
-  g_main_context_pop_thread_default (context);
+                                  porta_sync_store, &sync);
+  result = porta_sync_wait (&sync);
 
   return porta_redis_lock_acquire_finish (self, result, error);
 }
@@ -1161,10 +1148,10 @@ gboolean
 porta_redis_lock_release (PortaRedisLock  *self,
                           GError         **error)
 {
-  g_autoptr(GMainContext) context = NULL;
   g_autoptr(GAsyncResult) result = NULL;
   GError *local_error = NULL;
   PortaRedisHold *hold;
+  PortaSync sync;
 
   g_return_val_if_fail (PORTA_IS_REDIS_LOCK (self), FALSE);
   g_return_val_if_fail (error == NULL || *error == NULL, FALSE);
@@ -1179,12 +1166,9 @@ porta_redis_lock_release (PortaRedisLock  *self,
   hold = self->hold;
   porta_redis_lock_set_hold (self, NULL);
 
-  context = g_main_context_new ();
-  g_main_context_push_thread_default (context);
-  porta_redis_hold_release_async (hold, store_result, &result);
-  while (result == NULL)
-    g_main_context_iteration (context, TRUE);
-  g_main_context_pop_thread_default (context);
+  porta_sync_init (&sync);
+  porta_redis_hold_release_async (hold, porta_sync_store, &sync);
+  result = porta_sync_wait (&sync);
 
   if (!porta_redis_hold_release_finish (result, &local_error))
     {

@@ -871,16 +871,6 @@ porta_semaphore_get_slot (PortaSemaphore *self)
   return self->slot;
 }
 
-static void
-sync_store_result (GObject      *source,
-                   GAsyncResult *result,
-                   gpointer      user_data)
-{
-  GAsyncResult **result_out = user_data;
-
-  *result_out = g_object_ref (result);
-}
-
 /**
  * porta_semaphore_acquire:
  * @self: a #PortaSemaphore
@@ -916,10 +906,9 @@ porta_semaphore_acquire (PortaSemaphore  *self,
                          GCancellable    *cancellable,
                          GError         **error)
 {
-  g_autoptr(GMainContext) context = NULL;
-  GAsyncResult *result = NULL;
+  g_autoptr(GAsyncResult) result = NULL;
+  PortaSync sync;
   gint64 deadline;
-  gboolean ok;
   int begun;
 
   g_return_val_if_fail (PORTA_IS_SEMAPHORE (self), FALSE);
@@ -939,18 +928,12 @@ porta_semaphore_acquire (PortaSemaphore  *self,
 
   /* The same wait as porta_semaphore_acquire_async(), on a main context
    * that only it uses (as g_subprocess_wait() does). */
-  context = g_main_context_new ();
-  g_main_context_push_thread_default (context);
+  porta_sync_init (&sync);
   race_start (porta_semaphore_new_task (self, G_PRIORITY_DEFAULT, cancellable,
-                                        sync_store_result, &result),
+                                        porta_sync_store, &sync),
               timeout_ms, deadline);
-  while (result == NULL)
-    g_main_context_iteration (context, TRUE);
-  g_main_context_pop_thread_default (context);
-
-  ok = g_task_propagate_boolean (G_TASK (result), error);
-  g_object_unref (result);
-  return ok;
+  result = porta_sync_wait (&sync);
+  return g_task_propagate_boolean (G_TASK (result), error);
 }
 
 /**
