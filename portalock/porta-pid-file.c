@@ -594,13 +594,13 @@ porta_pid_file_acquire_async (PortaPidFile        *self,
   g_return_if_fail (timeout_ms >= -1);
   g_return_if_fail (cancellable == NULL || G_IS_CANCELLABLE (cancellable));
 
-  task = g_task_new (self, cancellable, callback, user_data);
+  /* A lock that was taken is reported as taken, even if the cancellable
+   * was cancelled too late to stop it, and the task has no cancellable:
+   * see porta_lock_acquire_async(). */
+  task = g_task_new (self, NULL, callback, user_data);
   g_task_set_source_tag (task, porta_pid_file_acquire_async);
   g_task_set_name (task, "[portalock] acquire PID file");
   g_task_set_priority (task, io_priority);
-  /* A lock that was taken is reported as taken, even if the cancellable
-   * was cancelled too late to stop it: see porta_lock_acquire_async(). */
-  g_task_set_check_cancellable (task, FALSE);
 
   if (!porta_pid_file_check_not_held (self, &error))
     {
