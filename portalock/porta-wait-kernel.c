@@ -8,11 +8,13 @@
 
 #include <errno.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include <gio/gio.h>
 
 #ifdef G_OS_UNIX
 # include <pthread.h>
+# include <sched.h>
 # include <signal.h>
 # include <time.h>
 # include <unistd.h>
@@ -85,13 +87,58 @@ porta_wait_interrupt_signal (void)
   return the_signal;
 }
 
-typedef struct
+/* Each thread that waits keeps one timer, made at its first wait and
+ * deleted when it ends: arming and disarming a timer costs about a third
+ * of making and deleting one (0.5 us against 1.3 us to end a wait on this
+ * VM), and ending the wait is on the path of every hand-off, with the lock
+ * already held. A child of fork() has none of its parent's timers, and
+ * must not take a timer of its own for the parent's. */
+static __thread timer_t thread_timer;
+static __thread gboolean thread_has_timer;
+
+static void
+thread_timer_delete (gpointer data)
 {
-  timer_t   timer;
-  pthread_t thread;      /* the waiting thread */
-  int       signo;
-  int       cancelled;   /* atomic */
-} Interrupter;
+  if (thread_has_timer)
+    timer_delete (thread_timer);
+  thread_has_timer = FALSE;
+}
+
+static GPrivate thread_timer_key = G_PRIVATE_INIT (thread_timer_delete);
+
+static void
+thread_timer_forget (void)
+{
+  thread_has_timer = FALSE;
+}
+
+/* This thread's timer, sending @sig to this thread, or FALSE if none can
+ * be made. */
+static gboolean
+get_thread_timer (int      sig,
+                  timer_t *timer)
+{
+  static gsize once = 0;
+  struct sigevent sev = { 0 };
+
+  if (g_once_init_enter (&once))
+    {
+      pthread_atfork (NULL, NULL, thread_timer_forget);
+      g_once_init_leave (&once, 1);
+    }
+  if (!thread_has_timer)
+    {
+      sev.sigev_notify = SIGEV_THREAD_ID;
+      sev.sigev_signo = sig;
+      sev._sigev_un._tid = gettid ();
+      if (timer_create (CLOCK_MONOTONIC, &sev, &thread_timer) != 0)
+        return FALSE;
+      thread_has_timer = TRUE;
+      g_private_set (&thread_timer_key, GINT_TO_POINTER (1));
+    }
+  *timer = thread_timer;
+  return TRUE;
+}
 
 static void
 arm_timer (timer_t          timer,
@@ -107,19 +154,94 @@ arm_timer (timer_t          timer,
 }
 
 static void
+disarm_timer (timer_t timer)
+{
+  struct itimerspec its = { 0 };
+
+  timer_settime (timer, 0, &its, NULL);
+}
+
+typedef struct _PortaInterrupt PortaInterrupt;
+
+/* A wait in the kernel, from the start of its lock call to the end of
+ * what interrupts it. */
+typedef struct
+{
+  gboolean        armed;         /* the timer and handler below are set up */
+  timer_t         timer;         /* the waiting thread's */
+  int             signo;
+  gboolean        restore_mask;  /* the thread had the signal blocked */
+  sigset_t        set;           /* just the signal */
+  GCancellable   *cancellable;
+  gulong          handler;
+  PortaInterrupt *interrupt;     /* shared with the handler, or NULL */
+} PortaKernelWait;
+
+/* What a cancellation handler needs, on the heap: the handler may still
+ * be running in another thread, or about to run, when the wait has ended
+ * and disconnected it. The state tells the handler whether the wait is
+ * still there to interrupt, and tells the wait's end whether a handler
+ * is interrupting it right now. */
+enum
+{
+  INTERRUPT_WAITING,
+  INTERRUPT_INTERRUPTING,
+  INTERRUPT_INTERRUPTED,
+  INTERRUPT_ENDED,
+};
+
+struct _PortaInterrupt
+{
+  int        ref_count;   /* atomic */
+  int        state;       /* atomic */
+  int        cancelled;   /* atomic */
+  pthread_t  thread;
+  timer_t    timer;
+  int        signo;
+  GSource   *wake;
+};
+
+static void
+interrupt_unref (PortaInterrupt *in)
+{
+  if (g_atomic_int_dec_and_test (&in->ref_count))
+    g_free (in);
+}
+
+static void
+interrupt_closure_unref (gpointer  data,
+                         GClosure *closure)
+{
+  interrupt_unref (data);
+}
+
+static void
 on_cancelled (GCancellable *cancellable,
               gpointer      user_data)
 {
-  Interrupter *in = user_data;
+  PortaInterrupt *in = user_data;
 
+  if (!g_atomic_int_compare_and_exchange (&in->state, INTERRUPT_WAITING, INTERRUPT_INTERRUPTING))
+    return;
+  g_atomic_int_set (&in->cancelled, 1);
   /* The signal goes at once, not through the timer: a timer due now
    * still fires only at the next timer interrupt (100 us later on this
    * VM). Then the timer repeats it, in case it landed just before the
-   * thread entered the lock call; arming it costs the canceller 20-30 us
-   * here, which the woken thread no longer waits for. */
-  g_atomic_int_set (&in->cancelled, 1);
+   * thread entered the lock call. */
   pthread_kill (in->thread, in->signo);
+  /* An async wait's main context wakes in parallel with the thread, not
+   * after it: each wake of an idle CPU costs as much as a GCancellable
+   * source's whole latency on a VM. */
+  if (in->wake != NULL)
+    g_source_set_ready_time (in->wake, 0);
   arm_timer (in->timer, 0, (struct timespec) { 0, INTERRUPT_INTERVAL_NS });
+  g_atomic_int_set (&in->state, INTERRUPT_INTERRUPTED);
+}
+
+static gboolean
+kernel_wait_cancelled (PortaKernelWait *kw)
+{
+  return kw->interrupt != NULL && g_atomic_int_get (&kw->interrupt->cancelled);
 }
 
 static struct timespec
@@ -148,9 +270,15 @@ describe_holder (const PortaLockFile   *lf,
  * to the back-off wait. For a wait long enough, the timer first fires
  * HOLDER_LOOKUP_BEFORE_US before the deadline, and the wait looks up its
  * holder for @holder then, so that the timeout can name it without the
- * delay that reading /proc/locks takes (see porta-holder.c). */
-int
-porta_wait_kernel (const PortaBackendOps  *ops,
+ * delay that reading /proc/locks takes (see porta-holder.c).
+ *
+ * When it returns with @kw->armed set, the lock call is over and its
+ * result final, but the timer may still fire and a cancellation handler
+ * may still run: kernel_wait_end() must follow, in this thread. */
+static int
+kernel_wait_block (PortaKernelWait        *kw,
+                   GSource                *wake,
+                   const PortaBackendOps  *ops,
                    const PortaLockFile    *lf,
                    PortaLockMode           mode,
                    gint64                  deadline,
@@ -158,15 +286,12 @@ porta_wait_kernel (const PortaBackendOps  *ops,
                    char                  **holder,
                    PortaHolderUnknown     *unknown)
 {
-  Interrupter in = { 0 };
-  struct sigevent sev = { 0 };
-  sigset_t set, old;
-  gulong handler = 0;
+  sigset_t old;
   gint64 lookup_at = -1;
   int fd = lf->fd;
-  int sig;
   int r;
 
+  memset (kw, 0, sizeof *kw);
   if (deadline < 0 && cancellable == NULL)
     {
       do
@@ -175,49 +300,67 @@ porta_wait_kernel (const PortaBackendOps  *ops,
       return r;
     }
 
-  sig = porta_wait_interrupt_signal ();
-  if (sig == 0)
+  kw->signo = porta_wait_interrupt_signal ();
+  if (kw->signo == 0 || !get_thread_timer (kw->signo, &kw->timer))
     return -1;
+  kw->armed = TRUE;
 
-  sev.sigev_notify = SIGEV_THREAD_ID;
-  sev.sigev_signo = sig;
-  sev._sigev_un._tid = gettid ();
-  if (timer_create (CLOCK_MONOTONIC, &sev, &in.timer) != 0)
-    return -1;
-  in.thread = pthread_self ();
-  in.signo = sig;
-
-  sigemptyset (&set);
-  sigaddset (&set, sig);
-  pthread_sigmask (SIG_UNBLOCK, &set, &old);
+  sigemptyset (&kw->set);
+  sigaddset (&kw->set, kw->signo);
+  pthread_sigmask (SIG_UNBLOCK, &kw->set, &old);
+  kw->restore_mask = sigismember (&old, kw->signo);
 
   /* g_get_monotonic_time() reads CLOCK_MONOTONIC on Linux. */
   if (deadline >= 0 && deadline - g_get_monotonic_time () > HOLDER_LOOKUP_MIN_WAIT_US)
     lookup_at = deadline - HOLDER_LOOKUP_BEFORE_US;
   *unknown = lookup_at >= 0 ? PORTA_HOLDER_NOT_TOLD : PORTA_HOLDER_WAIT_TOO_SHORT;
   if (deadline >= 0)
-    arm_timer (in.timer, TIMER_ABSTIME, timespec_from_us (lookup_at >= 0 ? lookup_at : deadline));
+    arm_timer (kw->timer, TIMER_ABSTIME, timespec_from_us (lookup_at >= 0 ? lookup_at : deadline));
   if (cancellable != NULL)
-    handler = g_cancellable_connect (cancellable, G_CALLBACK (on_cancelled), &in, NULL);
+    {
+      /* Not g_cancellable_connect(): g_cancellable_disconnect() waits for
+       * the whole emission of a cancellation in another thread to end,
+       * and a wait that was interrupted would wait for the canceller
+       * (often the next hop of a scheduler on a VM). The state does the
+       * same for this handler alone; a cancellation before it was
+       * connected is caught by the check after. */
+      PortaInterrupt *in = g_new0 (PortaInterrupt, 1);
+
+      in->ref_count = 2;
+      in->state = INTERRUPT_WAITING;
+      in->thread = pthread_self ();
+      in->timer = kw->timer;
+      in->signo = kw->signo;
+      in->wake = wake;
+      kw->interrupt = in;
+      kw->cancellable = g_object_ref (cancellable);
+      kw->handler = g_signal_connect_data (cancellable, "cancelled", G_CALLBACK (on_cancelled),
+                                           in, interrupt_closure_unref, 0);
+      if (g_cancellable_is_cancelled (cancellable))
+        g_atomic_int_set (&in->cancelled, 1);
+    }
 
   for (;;)
     {
-      if (g_atomic_int_get (&in.cancelled))
+      gint64 now;
+
+      if (kernel_wait_cancelled (kw))
         {
           r = ECANCELED;
           break;
         }
-      if (deadline >= 0 && g_get_monotonic_time () >= deadline)
+      now = deadline >= 0 ? g_get_monotonic_time () : 0;
+      if (deadline >= 0 && now >= deadline)
         {
           r = ETIMEDOUT;
           break;
         }
-      if (lookup_at >= 0 && g_get_monotonic_time () >= lookup_at)
+      if (lookup_at >= 0 && now >= lookup_at)
         {
           lookup_at = -1;
           g_free (*holder);
-          *holder = describe_holder (lf, ops, &set);
-          arm_timer (in.timer, TIMER_ABSTIME, timespec_from_us (deadline));
+          *holder = describe_holder (lf, ops, &kw->set);
+          arm_timer (kw->timer, TIMER_ABSTIME, timespec_from_us (deadline));
           continue;
         }
       r = ops->lock (fd, mode, TRUE);
@@ -227,22 +370,66 @@ porta_wait_kernel (const PortaBackendOps  *ops,
 
   /* A cancellation that came while the kernel was granting the lock still
    * wins: the caller asked to stop, so the wait must not end holding it. */
-  if (r == 0 && g_atomic_int_get (&in.cancelled))
+  if (r == 0 && kernel_wait_cancelled (kw))
     {
       ops->unlock (fd);
       r = ECANCELED;
     }
+  return r;
+}
 
-  /* Disconnecting waits for a handler running in another thread, so the
-   * timer is never armed after it is deleted. A signal the timer sent is
-   * delivered no later than the return of timer_delete(), while it is
-   * still unblocked here. */
-  if (handler != 0)
-    g_cancellable_disconnect (cancellable, handler);
-  timer_delete (in.timer);
-  if (sigismember (&old, sig))
-    pthread_sigmask (SIG_SETMASK, &old, NULL);
+/* Once the state is ended, no handler touches the timer or the thread:
+ * one that was interrupting is waited for (a few system calls), one that
+ * comes later does nothing. A signal the timer sent is delivered no later
+ * than the return of timer_settime(), while it is still unblocked here. */
+static void
+kernel_wait_end (PortaKernelWait *kw)
+{
+  if (!kw->armed)
+    return;
+  if (kw->interrupt != NULL)
+    {
+      PortaInterrupt *in = kw->interrupt;
 
+      while (!g_atomic_int_compare_and_exchange (&in->state, INTERRUPT_WAITING, INTERRUPT_ENDED) &&
+             !g_atomic_int_compare_and_exchange (&in->state, INTERRUPT_INTERRUPTED, INTERRUPT_ENDED))
+        sched_yield ();
+      g_signal_handler_disconnect (kw->cancellable, kw->handler);
+      g_clear_object (&kw->cancellable);
+      g_clear_pointer (&kw->interrupt, interrupt_unref);
+    }
+  disarm_timer (kw->timer);
+  if (kw->restore_mask)
+    pthread_sigmask (SIG_BLOCK, &kw->set, NULL);
+  kw->armed = FALSE;
+}
+
+int
+porta_wait_kernel (PortaAsyncWait         *async,
+                   const PortaBackendOps  *ops,
+                   const PortaLockFile    *lf,
+                   PortaLockMode           mode,
+                   gint64                  deadline,
+                   GCancellable           *cancellable,
+                   char                  **holder,
+                   PortaHolderUnknown     *unknown)
+{
+  PortaKernelWait kw;
+  int r;
+
+  r = kernel_wait_block (&kw, async != NULL ? async->done_source : NULL, ops, lf, mode,
+                         deadline, cancellable, holder, unknown);
+  if (r >= 0 && async != NULL)
+    {
+      async->result = r;
+      g_atomic_int_set (&async->finished, 1);
+      g_source_set_ready_time (async->done_source, 0);
+      /* The context's thread was often woken on this CPU (by the same
+       * timer interrupt, or by this thread): let it run the callback now,
+       * not after this thread has ended the wait and exited. */
+      sched_yield ();
+    }
+  kernel_wait_end (&kw);
   return r;
 }
 

@@ -92,7 +92,9 @@ struct _PortaAsyncWait
 #ifdef G_OS_UNIX
   pthread_t              thread;
 #endif
-  GSource               *done_source;  /* made ready by the thread */
+  GSource               *done_source;  /* made ready by the thread, a
+                                        * cancellation or the timerfd */
+  int                    deadline_fd;  /* a timerfd on done_source, or -1 */
   int                    finished;     /* atomic: result and holder are set */
   GList                  slot_link;    /* in slot_queue, under slot_queue_lock */
   gboolean               queued;       /* under slot_queue_lock */
@@ -121,8 +123,16 @@ porta_async_wait_free (PortaAsyncWait *w)
 /* porta-wait-kernel.c: the reserved signal, or 0 if none is free. */
 int      porta_wait_interrupt_signal  (void);
 /* A wait blocked in the kernel; -1 when it cannot interrupt one, and the
- * caller must back off instead. */
-int      porta_wait_kernel            (const PortaBackendOps  *ops,
+ * caller must back off instead. @async is the async wait it runs for, in
+ * its waiter thread, or NULL for a sync wait. A cancellation makes its
+ * done_source ready as it interrupts the thread, so that the main context
+ * wakes meanwhile, not after it; and once the result (and @holder,
+ * @unknown) is final, the wait stores it in @async, sets finished and
+ * makes the source ready before it ends (disconnects from the
+ * cancellable, disarms its timer), so that the callback need not wait
+ * for that. */
+int      porta_wait_kernel            (PortaAsyncWait         *async,
+                                       const PortaBackendOps  *ops,
                                        const PortaLockFile    *lf,
                                        PortaLockMode           mode,
                                        gint64                  deadline,

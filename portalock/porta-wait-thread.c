@@ -16,6 +16,8 @@
 # include <pthread.h>
 # include <sched.h>
 # include <signal.h>
+# include <sys/timerfd.h>
+# include <unistd.h>
 #endif
 
 #include "porta-wait-private.h"
@@ -24,6 +26,8 @@
 
 #define WAITER_STACK_SIZE     (256 * 1024)
 #define JOIN_SPIN_US          200
+#define FINISH_SPIN_US        300
+#define EARLY_WAKE_US         150
 #define DEFAULT_MAX_THREADS   64
 
 /* Local async waits that back off only for want of a waiter thread, in the
@@ -113,49 +117,95 @@ ready_time_source_dispatch (GSource     *source,
   return callback (user_data);
 }
 
-/* The source a waiter thread makes ready when its wait is over. */
+/* The source a waiter thread makes ready when its wait is over; a
+ * cancellation also makes it ready, and a wait with a deadline gives it a
+ * timerfd that fires EARLY_WAKE_US before the deadline. GLib's own
+ * timeouts wake the context only to the millisecond (up to 1 ms late),
+ * a timerfd to the microsecond. */
 static GSourceFuncs ready_time_source_funcs = {
   NULL, NULL, ready_time_source_dispatch, NULL, NULL, NULL,
 };
+
+/* Whether @w's thread has its final result. When the context was woken
+ * for the deadline (a little before it, as a timer's wake of an idle CPU
+ * takes about that long) or by a cancellation, the thread is being
+ * interrupted at about the same moment, and this waits up to
+ * FINISH_SPIN_US after that for it: the two wakes overlap, where waiting
+ * for the thread to tell the context would put one after the other. If
+ * it takes longer, the thread's own wake (the source made ready again)
+ * comes later. */
+static gboolean
+thread_wait_is_finished (PortaAsyncWait *w)
+{
+  gint64 now, give_up;
+
+  if (g_atomic_int_get (&w->finished))
+    return TRUE;
+  now = g_get_monotonic_time ();
+  if (g_cancellable_is_cancelled (w->cancellable))
+    give_up = now + FINISH_SPIN_US;
+  else if (w->deadline >= 0 && now >= w->deadline - EARLY_WAKE_US)
+    give_up = MAX (now, w->deadline) + FINISH_SPIN_US;
+  else
+    return FALSE;
+  while (!g_atomic_int_get (&w->finished))
+    {
+      if (g_get_monotonic_time () >= give_up)
+        return FALSE;
+      sched_yield ();
+    }
+  return TRUE;
+}
 
 static gboolean
 thread_wait_complete (gpointer user_data)
 {
   PortaAsyncWait *w = user_data;
 
-  /* Only the thread makes this source ready, as its last act. */
-  if (!g_atomic_int_get (&w->finished))
+  /* A timerfd that fired stays readable until it is read. */
+  if (w->deadline_fd >= 0)
+    {
+      guint64 expirations;
+
+      while (read (w->deadline_fd, &expirations, sizeof expirations) < 0 && errno == EINTR)
+        ;
+    }
+  if (!thread_wait_is_finished (w))
     return G_SOURCE_CONTINUE;
 
-  /* The thread is ending: reap it before the callback runs, so that no
-   * waiter thread outlives its wait, but without stalling the main context
-   * on it. A thread that has not quite ended gets this CPU for a moment;
-   * one that takes longer (after a release that woke many waiters at
-   * once, a blocking join here took up to 1.4 ms on two cores) is tried
-   * again after the context's other sources have run. */
+  /* The callback runs first: the thread may still be ending the wait,
+   * and waiting for it first put the callback behind it whenever the two
+   * shared a CPU (the p99 of an async cancellation was a scheduler tick
+   * and more). */
+  if (w->result != ETIMEDOUT)
+    g_clear_pointer (&w->holder, g_free);
+  w->callback (w->result, g_steal_pointer (&w->holder), w->unknown, w->user_data);
+
+  /* Then the thread is reaped before this dispatch returns, so that no
+   * waiter thread outlives its wait even when nothing iterates the
+   * context after the callback (a sync call made of async ones does not:
+   * a join put off to later iterations leaked the thread there). It has
+   * a few system calls left, so a moment's yield usually finds it gone;
+   * if not, a blocking join gives it this CPU. */
 #ifdef HAVE_PTHREAD_TRYJOIN_NP
   {
     gint64 give_up = g_get_monotonic_time () + JOIN_SPIN_US;
+    int r;
 
-    while (pthread_tryjoin_np (w->thread, NULL) == EBUSY)
-      {
-        if (g_get_monotonic_time () >= give_up)
-          {
-            g_source_set_ready_time (w->done_source, 0);
-            return G_SOURCE_CONTINUE;
-          }
-        sched_yield ();
-      }
+    while ((r = pthread_tryjoin_np (w->thread, NULL)) == EBUSY &&
+           g_get_monotonic_time () < give_up)
+      sched_yield ();
+    if (r == EBUSY)
+      pthread_join (w->thread, NULL);
   }
 #else
   pthread_join (w->thread, NULL);
 #endif
   g_atomic_int_add (&n_waiter_threads, -1);
   slot_queue_kick ();
+  if (w->deadline_fd >= 0)
+    close (w->deadline_fd);
   g_clear_pointer (&w->done_source, g_source_unref);
-  if (w->result != ETIMEDOUT)
-    g_clear_pointer (&w->holder, g_free);
-  w->callback (w->result, g_steal_pointer (&w->holder), w->unknown, w->user_data);
   porta_async_wait_free (w);
   return G_SOURCE_REMOVE;
 }
@@ -167,19 +217,43 @@ thread_wait_main (void *data)
   PortaLockFile lf = { w->fd, w->dev, w->ino, TRUE, FALSE };
   GSource *done = w->done_source;
 
-  w->result = porta_wait_kernel (w->ops, &lf, w->mode, w->deadline, w->cancellable,
-                                 &w->holder, &w->unknown);
-  if (w->result < 0)
+  /* Once the result is final, the kernel wait tells the main context,
+   * which may run the callback while this thread ends the wait; the
+   * context then joins it. The source was attached by the main context's
+   * side, which holds its reference until it has joined this thread. */
+  if (porta_wait_kernel (w, w->ops, &lf, w->mode, w->deadline, w->cancellable,
+                         &w->holder, &w->unknown) < 0)
     {
       w->unknown = PORTA_HOLDER_RETRYING_WAIT;
       w->result = porta_wait_backoff_sync (w->ops, w->fd, w->mode, w->deadline, w->cancellable);
+      g_atomic_int_set (&w->finished, 1);
+      g_source_set_ready_time (done, 0);
     }
-
-  /* The source was attached by the main context's side, which holds its
-   * reference: all the thread does is make it ready. */
-  g_atomic_int_set (&w->finished, 1);
-  g_source_set_ready_time (done, 0);
   return NULL;
+}
+
+/* Without a timerfd, the context still wakes for the deadline when the
+ * thread tells it, only later. */
+static void
+thread_wait_add_deadline (PortaAsyncWait *w)
+{
+  struct itimerspec its = { 0 };
+  gint64 at = w->deadline - EARLY_WAKE_US;
+  int fd;
+
+  fd = timerfd_create (CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
+  if (fd < 0)
+    return;
+  /* g_get_monotonic_time() reads CLOCK_MONOTONIC on Linux. */
+  its.it_value.tv_sec = at / G_USEC_PER_SEC;
+  its.it_value.tv_nsec = (at % G_USEC_PER_SEC) * 1000;
+  if (timerfd_settime (fd, TFD_TIMER_ABSTIME, &its, NULL) != 0)
+    {
+      close (fd);
+      return;
+    }
+  g_source_add_unix_fd (w->done_source, fd, G_IO_IN);
+  w->deadline_fd = fd;
 }
 
 /* Starts a thread for a local wait (one that can be interrupted as it
@@ -191,6 +265,7 @@ thread_wait_start (PortaAsyncWait *w)
   sigset_t all, old;
   int r;
 
+  w->deadline_fd = -1;
   if (g_atomic_int_add (&n_waiter_threads, 1) >= get_max_waiter_threads ())
     {
       g_atomic_int_add (&n_waiter_threads, -1);
@@ -207,6 +282,8 @@ thread_wait_start (PortaAsyncWait *w)
   g_source_set_priority (w->done_source, w->priority);
   g_source_set_callback (w->done_source, thread_wait_complete, w, NULL);
   g_source_set_static_name (w->done_source, "[portalock] lock wait done");
+  if (w->deadline >= 0)
+    thread_wait_add_deadline (w);
   g_source_attach (w->done_source, w->context);
 
   r = pthread_create (&w->thread, &attr, thread_wait_main, w);
@@ -216,6 +293,9 @@ thread_wait_start (PortaAsyncWait *w)
     {
       g_source_destroy (w->done_source);
       g_clear_pointer (&w->done_source, g_source_unref);
+      if (w->deadline_fd >= 0)
+        close (w->deadline_fd);
+      w->deadline_fd = -1;
       g_atomic_int_add (&n_waiter_threads, -1);
     }
   return r == 0;

@@ -21,12 +21,15 @@
  * blocks in a thread of its own, never in GTask's shared pool, where a
  * parked wait would starve every other GIO call of the process.
  *
- * A blocked lock call can only be interrupted by a signal. Each wait that
- * has a deadline or a cancellable owns a POSIX timer that sends a reserved
- * real-time signal, without SA_RESTART, to the waiting thread: at the
- * deadline, or at once when the cancellable fires. The timer keeps firing
+ * A blocked lock call can only be interrupted by a signal. A wait that
+ * has a deadline or a cancellable arms its thread's POSIX timer (one per
+ * thread, kept between waits) to send a reserved real-time signal, without
+ * SA_RESTART, to the waiting thread: at the deadline, and at once, by
+ * pthread_kill(), when the cancellable fires. The timer keeps firing
  * every INTERRUPT_INTERVAL_NS until the wait ends, because a signal that
- * lands just before the thread enters the lock call is lost.
+ * lands just before the thread enters the lock call is lost. An async
+ * wait's main context is woken for the deadline and the cancellation at
+ * the same time as the thread, not by it (porta-wait-thread.c).
  *
  * On network and FUSE filesystems, or where no signal is free, the wait
  * retries with a jittered exponential back-off instead: in the calling
@@ -66,7 +69,7 @@ porta_waiter_wait_sync (const PortaBackendOps  *ops,
   *unknown = PORTA_HOLDER_RETRYING_WAIT;
 #ifdef HAVE_KERNEL_WAIT
   if (!back_off)
-    r = porta_wait_kernel (ops, lf, mode, deadline, cancellable, holder, unknown);
+    r = porta_wait_kernel (NULL, ops, lf, mode, deadline, cancellable, holder, unknown);
 #endif
 #ifdef G_OS_WIN32
   if (!back_off && lf->overlapped)

@@ -12,6 +12,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/types.h>
+#include <time.h>
 
 #include <glib/gstdio.h>
 #include <portalock/portalock.h>
@@ -636,6 +637,142 @@ test_acquire_cancel_from_thread (gconstpointer data)
   g_assert_true (porta_lock_acquire (lock, (int) porta_test_scale_ms (SLACK_MS), NULL, &error));
   g_assert_no_error (error);
   assert_release (lock);
+}
+
+/* A wait must leave nothing behind that would cut the thread's next
+ * blocking call short: no timer still armed, no signal still coming
+ * (portalock's signal has no SA_RESTART, so nanosleep() would fail with
+ * EINTR). The kernel delivers a signal sent to the thread before the wait
+ * ended at the wait's last system call; valgrind holds it until the
+ * thread next blocks, so the check means nothing there. */
+static void
+assert_nothing_interrupts (void)
+{
+#ifdef G_OS_UNIX
+  struct timespec ts = { 0, 3 * 1000 * 1000 };
+
+  if (g_getenv ("PORTA_TEST_VALGRIND") != NULL)
+    return;
+  if (nanosleep (&ts, NULL) != 0)
+    g_error ("the thread was interrupted after its wait had ended: %s", g_strerror (errno));
+#endif
+}
+
+typedef struct
+{
+  PortaTestChild *holder;
+  GCancellable   *cancellable;
+  int             offset_us;    /* of the cancellation from the release */
+} RaceAction;
+
+static void
+spin_us (int us)
+{
+  gint64 until = g_get_monotonic_time () + us;
+
+  while (g_get_monotonic_time () < until)
+    ;
+}
+
+static gpointer
+release_and_cancel_thread (gpointer user_data)
+{
+  RaceAction *race = user_data;
+
+  g_usleep (5000);
+  if (race->offset_us < 0)
+    {
+      g_cancellable_cancel (race->cancellable);
+      spin_us (-race->offset_us);
+      porta_test_child_send_line (race->holder);
+    }
+  else
+    {
+      porta_test_child_send_line (race->holder);
+      spin_us (race->offset_us);
+      g_cancellable_cancel (race->cancellable);
+    }
+  return NULL;
+}
+
+/* Cancellations that land around the moment the holder lets go: before
+ * the kernel grants the lock, while it does, or after. Each wait ends one
+ * way only (held, or cancelled and not held) and leaves nothing behind
+ * that interrupts the thread afterwards. */
+static void
+test_cancel_race (gconstpointer data)
+{
+  PortaBackend backend = test_backend (data);
+  g_autofree char *path = porta_test_path ("cancel-race.lock");
+  g_autoptr(PortaLock) lock = new_lock (path, PORTA_LOCK_MODE_EXCLUSIVE, backend, 0);
+  guint n_held = 0, n_cancelled = 0;
+
+  if (porta_test_skip_ofd_wait_under_valgrind (backend))
+    return;
+
+  for (int i = 0; i < 16; i++)
+    {
+      g_autoptr(PortaTestChild) holder = holder_lock (backend, HOLD_EXCLUSIVE, path);
+      g_autoptr(GCancellable) cancellable = g_cancellable_new ();
+      g_autoptr(GError) error = NULL;
+      RaceAction race = { holder, cancellable, (i - 4) * 80 };
+      GThread *thread = g_thread_new ("race", release_and_cancel_thread, &race);
+      gboolean held;
+
+      held = porta_lock_acquire (lock, i % 2 ? -1 : (int) porta_test_scale_ms (10000),
+                                 cancellable, &error);
+      g_thread_join (thread);
+      g_assert_true (held == porta_lock_get_held (lock));
+      if (held)
+        {
+          g_assert_no_error (error);
+          n_held++;
+          assert_release (lock);
+        }
+      else
+        {
+          g_assert_error (error, G_IO_ERROR, G_IO_ERROR_CANCELLED);
+          n_cancelled++;
+        }
+      assert_nothing_interrupts ();
+      porta_test_child_expect_line (holder, "released");
+      g_assert_cmpint (porta_test_child_wait (holder, NULL), ==, 0);
+    }
+  /* The same, async: the callback tells the wait's own result, even when
+   * it runs while the waiter thread is still ending the wait. */
+  for (int i = 0; i < 8; i++)
+    {
+      g_autoptr(PortaTestChild) holder = holder_lock (backend, HOLD_EXCLUSIVE, path);
+      g_autoptr(GCancellable) cancellable = g_cancellable_new ();
+      AsyncResult result = { NULL, };
+      RaceAction race = { holder, cancellable, (i - 2) * 160 };
+      GThread *thread;
+
+      result.loop = g_main_loop_new (NULL, FALSE);
+      porta_lock_acquire_async (lock, i % 2 ? -1 : (int) porta_test_scale_ms (10000),
+                                G_PRIORITY_DEFAULT, cancellable, acquire_done_cb, &result);
+      thread = g_thread_new ("race", release_and_cancel_thread, &race);
+      async_result_run (&result);
+      g_thread_join (thread);
+      g_assert_true (result.result == porta_lock_get_held (lock));
+      porta_test_child_expect_line (holder, "released");
+      g_assert_cmpint (porta_test_child_wait (holder, NULL), ==, 0);
+      if (result.result)
+        {
+          g_assert_no_error (result.error);
+          n_held++;
+          assert_other_process_blocked (backend, HOLD_EXCLUSIVE, path);
+          assert_release (lock);
+        }
+      else
+        {
+          g_assert_error (result.error, G_IO_ERROR, G_IO_ERROR_CANCELLED);
+          n_cancelled++;
+        }
+      async_result_clear (&result);
+    }
+  g_test_message ("%u waits held the lock, %u were cancelled", n_held, n_cancelled);
+  g_assert_cmpuint (n_held + n_cancelled, ==, 24);
 }
 
 /* ---------------------------------------------------------------------- */
@@ -2298,6 +2435,7 @@ static const BackendTest backend_tests[] = {
   { "acquire/timeout-succeeds", test_acquire_timeout_succeeds, TRUE },
   { "acquire/blocking", test_acquire_blocking, TRUE },
   { "acquire/cancel-from-thread", test_acquire_cancel_from_thread, TRUE },
+  { "acquire/cancel-race", test_cancel_race, TRUE },
   { "async/uncontended", test_async_uncontended, TRUE },
   { "async/acquire", test_async_acquire, TRUE },
   { "async/timeout", test_async_timeout, TRUE },

@@ -57,8 +57,8 @@ assert_context_clean (GMainContext *context)
   g_assert_cmpint (n_fds, ==, 1);
 }
 
-/* Threads: the waiter threads are joined before their callbacks run, but
- * give GLib's own helpers a moment to come and go. */
+/* Threads: each waiter thread is joined right after its callback has run,
+ * but give GLib's own helpers a moment to come and go. */
 static guint
 settle_threads (guint baseline)
 {
