@@ -28,6 +28,11 @@
 #define INTERRUPT_INTERVAL_NS (200 * 1000)
 #define HOLDER_LOOKUP_BEFORE_US   (50 * 1000)
 #define HOLDER_LOOKUP_MIN_WAIT_US (100 * 1000)
+/* How long before its deadline a wait stops blocking and tries the lock
+ * without blocking until the deadline: about what it takes a timer to
+ * wake an idle CPU on a VM (90-150 us here), which would otherwise make
+ * every timeout that late. */
+#define DEADLINE_SPIN_US          200
 
 static void
 on_interrupt_signal (int signo)
@@ -270,7 +275,12 @@ describe_holder (const PortaLockFile   *lf,
  * to the back-off wait. For a wait long enough, the timer first fires
  * HOLDER_LOOKUP_BEFORE_US before the deadline, and the wait looks up its
  * holder for @holder then, so that the timeout can name it without the
- * delay that reading /proc/locks takes (see porta-holder.c).
+ * delay that reading /proc/locks takes (see porta-holder.c). Then it
+ * fires DEADLINE_SPIN_US before the deadline, and the wait tries the lock
+ * without blocking until it is taken or the deadline has come: a wait that
+ * times out spends at most that long of a CPU to time out when it should,
+ * not a timer's wake-up later. (Yielding between tries made a timeout a
+ * scheduler slice late whenever another task was runnable.)
  *
  * When it returns with @kw->armed set, the lock call is over and its
  * result final, but the timer may still fire and a cancellation handler
@@ -288,6 +298,7 @@ kernel_wait_block (PortaKernelWait        *kw,
 {
   sigset_t old;
   gint64 lookup_at = -1;
+  gint64 spin_at = -1;
   int fd = lf->fd;
   int r;
 
@@ -315,7 +326,10 @@ kernel_wait_block (PortaKernelWait        *kw,
     lookup_at = deadline - HOLDER_LOOKUP_BEFORE_US;
   *unknown = lookup_at >= 0 ? PORTA_HOLDER_NOT_TOLD : PORTA_HOLDER_WAIT_TOO_SHORT;
   if (deadline >= 0)
-    arm_timer (kw->timer, TIMER_ABSTIME, timespec_from_us (lookup_at >= 0 ? lookup_at : deadline));
+    {
+      spin_at = deadline - DEADLINE_SPIN_US;
+      arm_timer (kw->timer, TIMER_ABSTIME, timespec_from_us (lookup_at >= 0 ? lookup_at : spin_at));
+    }
   if (cancellable != NULL)
     {
       /* Not g_cancellable_connect(): g_cancellable_disconnect() waits for
@@ -360,7 +374,14 @@ kernel_wait_block (PortaKernelWait        *kw,
           lookup_at = -1;
           g_free (*holder);
           *holder = describe_holder (lf, ops, &kw->set);
-          arm_timer (kw->timer, TIMER_ABSTIME, timespec_from_us (deadline));
+          arm_timer (kw->timer, TIMER_ABSTIME, timespec_from_us (spin_at));
+          continue;
+        }
+      if (spin_at >= 0 && now >= spin_at)
+        {
+          r = ops->lock (fd, mode, FALSE);
+          if (r != EWOULDBLOCK && r != EINTR)
+            break;
           continue;
         }
       r = ops->lock (fd, mode, TRUE);

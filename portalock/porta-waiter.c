@@ -24,8 +24,9 @@
  * A blocked lock call can only be interrupted by a signal. A wait that
  * has a deadline or a cancellable arms its thread's POSIX timer (one per
  * thread, kept between waits) to send a reserved real-time signal, without
- * SA_RESTART, to the waiting thread: at the deadline, and at once, by
- * pthread_kill(), when the cancellable fires. The timer keeps firing
+ * SA_RESTART, to the waiting thread: shortly before the deadline, after
+ * which the wait tries without blocking until the deadline, and at once,
+ * by pthread_kill(), when the cancellable fires. The timer keeps firing
  * every INTERRUPT_INTERVAL_NS until the wait ends, because a signal that
  * lands just before the thread enters the lock call is lost. An async
  * wait's main context is woken for the deadline and the cancellation at

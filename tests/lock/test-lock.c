@@ -658,6 +658,52 @@ assert_nothing_interrupts (void)
 #endif
 }
 
+/* A timed wait tries the lock without blocking in the last moments before
+ * its deadline, and gives up only at the deadline: never before it, sync
+ * or async, however short the timeout. */
+static void
+test_timeout_never_early (gconstpointer data)
+{
+  PortaBackend backend = test_backend (data);
+  g_autofree char *path = porta_test_path ("never-early.lock");
+  g_autoptr(PortaLock) lock = new_lock (path, PORTA_LOCK_MODE_EXCLUSIVE, backend, 0);
+  g_autoptr(PortaTestChild) holder = NULL;
+
+  if (porta_test_skip_ofd_wait_under_valgrind (backend))
+    return;
+
+  holder = holder_lock (backend, HOLD_EXCLUSIVE, path);
+  for (int i = 0; i < 20; i++)
+    {
+      g_autoptr(GError) error = NULL;
+      int timeout_ms = 1 + i % 4;
+      gint64 start = g_get_monotonic_time ();
+
+      g_assert_false (porta_lock_acquire (lock, timeout_ms, NULL, &error));
+      g_assert_cmpint (g_get_monotonic_time () - start, >=, timeout_ms * 1000);
+      g_assert_error (error, G_IO_ERROR, G_IO_ERROR_TIMED_OUT);
+      g_assert_false (porta_lock_get_held (lock));
+      assert_nothing_interrupts ();
+    }
+  for (int i = 0; i < 10; i++)
+    {
+      AsyncResult result = { NULL, };
+      int timeout_ms = 1 + i % 4;
+      gint64 start;
+
+      result.loop = g_main_loop_new (NULL, FALSE);
+      start = g_get_monotonic_time ();
+      porta_lock_acquire_async (lock, timeout_ms, G_PRIORITY_DEFAULT, NULL, acquire_done_cb,
+                                &result);
+      async_result_run (&result);
+      g_assert_cmpint (result.finished_at - start, >=, timeout_ms * 1000);
+      g_assert_error (result.error, G_IO_ERROR, G_IO_ERROR_TIMED_OUT);
+      g_assert_false (porta_lock_get_held (lock));
+      async_result_clear (&result);
+    }
+  porta_test_child_release (holder);
+}
+
 typedef struct
 {
   PortaTestChild *holder;
@@ -2435,6 +2481,7 @@ static const BackendTest backend_tests[] = {
   { "acquire/timeout-succeeds", test_acquire_timeout_succeeds, TRUE },
   { "acquire/blocking", test_acquire_blocking, TRUE },
   { "acquire/cancel-from-thread", test_acquire_cancel_from_thread, TRUE },
+  { "acquire/timeout-never-early", test_timeout_never_early, TRUE },
   { "acquire/cancel-race", test_cancel_race, TRUE },
   { "async/uncontended", test_async_uncontended, TRUE },
   { "async/acquire", test_async_acquire, TRUE },
