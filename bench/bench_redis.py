@@ -38,6 +38,10 @@
 #
 #   bench_redis.py [--rounds N] [--procs N] [--seconds S] [--samples FILE]
 #
+# It ends with its targets, each a ratio to a baseline measured in the same
+# run (the median of the rounds against the baseline's), PASS or MISS, and
+# exits 1 if one is missed.
+#
 # --samples writes every hand-off time (µs) to FILE as JSON, for
 # bench/plot_handoff.py.
 
@@ -518,7 +522,35 @@ def failover(uri, cluster):
     return (lost - killed) * 1000, (acquired - killed) * 1000
 
 
-def cluster_figures(rounds):
+# (figure, value, unit, baseline's name, baseline, 'le' or 'ge', ratio)
+VERDICTS = []
+
+
+def judge(figure, value, unit, base_name, base, op, limit):
+    VERDICTS.append((figure, value, unit, base_name, base, op, limit))
+
+
+def print_verdicts():
+    print()
+    print('Targets, as ratios to a baseline of this run:')
+    print()
+    print('| figure | value | baseline | ratio | target | |')
+    print('| --- | --- | --- | --- | --- | --- |')
+    misses = 0
+    for figure, value, unit, base_name, base, op, limit in VERDICTS:
+        ratio = value / base if base else float('inf')
+        ok = ratio <= limit if op == 'le' else ratio >= limit
+        misses += not ok
+        print('| %s | %.2f %s | %s %.2f %s | %.3fx | %s %gx | %s |' % (
+            figure, value, unit, base_name, base, unit, ratio,
+            '<=' if op == 'le' else '>=', limit, 'PASS' if ok else 'MISS'))
+    print()
+    print('%d Redis figure%s missed %s target' % (misses, '' if misses == 1 else 's',
+                                                  'its' if misses == 1 else 'their'))
+    return misses
+
+
+def cluster_figures(rounds, single_handoff):
     cluster = redis_cluster.RedisCluster(masters=3, replicas=1, node_timeout_ms=1000)
     try:
         uri = cluster.uri
@@ -537,6 +569,8 @@ def cluster_figures(rounds):
     print('| %.2f ms | %.2f ms | %.1f ms | %.0f ms | %.0f ms |' % (
         statistics.median(handoffs), percentile(handoffs, 99), statistics.median(takeovers),
         lost, acquired), flush=True)
+    judge('cluster hand-off p50', statistics.median(handoffs), 'ms',
+          'one server', single_handoff, 'le', 2)
 
 
 def option(name, default, kind=int):
@@ -585,6 +619,8 @@ def main():
             handoffs['porta-c'] = run_c('handoff', sock, rounds * 4)['handoff']
             script_mean = stats.info('commandstats').get('cmdstat_evalsha', {}).get('usec_per_call')
             floor = statistics.median(handoffs['floor'])
+            judge('hand-off p50, C', statistics.median(handoffs['porta-c']), 'µs',
+                  'C floor', floor, 'le', 8)
             print('| hand-off, C processes | p50 | p99 | p50 vs the floor | target |')
             print('| --- | --- | --- | --- | --- |')
             for side in ('floor', 'porta-c'):
@@ -593,22 +629,28 @@ def main():
                 print('| %s | %.0f µs | %.0f µs | %.2fx | %s |' % (
                     LABELS[side], statistics.median(values), percentile(values, 99),
                     statistics.median(values) / floor,
-                    '< 1 ms / < 5 ms' if side == 'porta-c' else ''))
+                    '<= 8x' if side == 'porta-c' else ''))
             print()
         else:
             print('(no C rows: PORTALOCK_REDIS_BENCH does not name bench/portalock-redis-bench)')
             print()
         print('| lock | hand-off p50 | hand-off p99 | p50 vs the C floor | SIGKILL takeover p50 | commands/s, 1 holder + 1 waiter |')
         print('| --- | --- | --- | --- | --- | --- |')
+        medians = {}
         for side in ('porta', 'redis-py', 'portalocker'):
             handoffs = hand_off(side, sock, rounds)
             samples[LABELS[side]] = [t * 1000 for t in handoffs]
             takeovers = takeover(side, sock, max(5, rounds // 5))
             rate = command_rate(side, sock)
+            medians[side] = (statistics.median(handoffs), statistics.median(takeovers))
             print('| %s | %.2f ms | %.2f ms | %s | %.1f ms | %.1f |' % (
                 SIDES[side].label, statistics.median(handoffs), percentile(handoffs, 99),
                 '%.1fx' % (statistics.median(handoffs) * 1000 / floor) if floor else '-',
                 statistics.median(takeovers), rate), flush=True)
+        judge('hand-off p50, Python', medians['porta'][0], 'ms',
+              'redis-py Lock', medians['redis-py'][0], 'le', 0.1)
+        judge('SIGKILL takeover p50', medians['porta'][1], 'ms',
+              'portalocker RedisLock', medians['portalocker'][1], 'le', 0.75)
         if c_helper():
             breakdown(sock, rounds * 2, script_mean)
 
@@ -620,12 +662,18 @@ def main():
               '| CPU per acquisition: contenders / redis-server |')
         print('| --- | --- | --- | --- | --- | --- | --- |')
         base = None
+        rates = {}
         for side in ('redis-py', 'porta', 'porta-c', 'portalocker'):
             if side == 'porta-c' and not c_helper():
                 continue
             r = contention(side, sock, procs, seconds, folder)
             if side == 'redis-py':
                 base = r['rate']
+            rates[side] = r['rate']
+            if side.startswith('porta') and r['count'] != r['total']:
+                # a lost update is never within any target
+                judge('counter under %s' % LABELS[side], r['count'], '', 'acquisitions',
+                      r['total'], 'ge', 1)
             check = 'exact' if r['count'] == r['total'] else 'WRONG: %d' % r['count']
             if r['finished'] < procs:
                 check += ', %d of %d processes did not finish' % (procs - r['finished'], procs)
@@ -639,14 +687,17 @@ def main():
         server.terminate()
         server.wait()
         shutil.rmtree(folder, ignore_errors=True)
+    judge('%d processes, acquires/s, Python' % procs, rates['porta'], '/s',
+          'portalocker RedisLock', rates['portalocker'], 'ge', 2)
     if samples_file:
         with open(samples_file, 'w') as f:
             json.dump({'group': 'Redis locks', 'unit': 'us', 'series': samples}, f)
-    cluster_figures(rounds)
+    cluster_figures(rounds, medians['porta'][0])
+    return 1 if print_verdicts() else 0
 
 
 if __name__ == '__main__':
     if len(sys.argv) == 7 and sys.argv[1] == '--child':
         child_main(sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5], int(sys.argv[6]))
     else:
-        main()
+        sys.exit(main())
