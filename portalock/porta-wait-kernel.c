@@ -441,15 +441,7 @@ porta_wait_kernel (PortaAsyncWait         *async,
   r = kernel_wait_block (&kw, async != NULL ? async->done_source : NULL, ops, lf, mode,
                          deadline, cancellable, holder, unknown);
   if (r >= 0 && async != NULL)
-    {
-      async->result = r;
-      g_atomic_int_set (&async->finished, 1);
-      g_source_set_ready_time (async->done_source, 0);
-      /* The context's thread was often woken on this CPU (by the same
-       * timer interrupt, or by this thread): let it run the callback now,
-       * not after this thread has ended the wait and exited. */
-      sched_yield ();
-    }
+    porta_async_wait_report (async, r);
   kernel_wait_end (&kw);
   return r;
 }

@@ -22,6 +22,7 @@
 
 #ifdef G_OS_UNIX
 # include <pthread.h>
+# include <sched.h>
 #endif
 #ifdef G_OS_WIN32
 # include <windows.h>
@@ -118,6 +119,23 @@ porta_async_wait_free (PortaAsyncWait *w)
   g_main_context_unref (w->context);
   g_free (w);
 }
+
+#ifdef G_OS_UNIX
+/* In @w's waiter thread, once its result (and holder) is final: tells the
+ * main context, which may run the callback while the thread ends the
+ * wait. The context's thread was often woken on this CPU (by the same
+ * timer interrupt, or by this thread), so this one yields: the callback
+ * runs now, not after this thread has ended the wait and exited. */
+static inline void
+porta_async_wait_report (PortaAsyncWait *w,
+                         int             result)
+{
+  w->result = result;
+  g_atomic_int_set (&w->finished, 1);
+  g_source_set_ready_time (w->done_source, 0);
+  sched_yield ();
+}
+#endif
 
 #ifdef HAVE_KERNEL_WAIT
 /* porta-wait-kernel.c: the reserved signal, or 0 if none is free. */

@@ -215,7 +215,6 @@ thread_wait_main (void *data)
 {
   PortaAsyncWait *w = data;
   PortaLockFile lf = { w->fd, w->dev, w->ino, TRUE, FALSE };
-  GSource *done = w->done_source;
 
   /* Once the result is final, the kernel wait tells the main context,
    * which may run the callback while this thread ends the wait; the
@@ -225,9 +224,8 @@ thread_wait_main (void *data)
                          &w->holder, &w->unknown) < 0)
     {
       w->unknown = PORTA_HOLDER_RETRYING_WAIT;
-      w->result = porta_wait_backoff_sync (w->ops, w->fd, w->mode, w->deadline, w->cancellable);
-      g_atomic_int_set (&w->finished, 1);
-      g_source_set_ready_time (done, 0);
+      porta_async_wait_report (w, porta_wait_backoff_sync (w->ops, w->fd, w->mode, w->deadline,
+                                                           w->cancellable));
     }
   return NULL;
 }
