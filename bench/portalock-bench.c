@@ -17,6 +17,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -629,6 +630,83 @@ cancel_poll_latency (Canceller *canceller)
   return woken - canceller->cancelled_at;
 }
 
+/* The floor of an async cancellation that, like portalock's, makes sure
+ * the wait has left the kernel before its callback runs: a thread blocked
+ * in flock(2), which the canceller interrupts with a signal (again every
+ * 0.2 ms, in case the first came before the thread blocked), and which
+ * then wakes the main loop for the callback. */
+typedef struct
+{
+  int            fd;
+  GMainContext  *context;
+  AsyncWait     *w;
+  pthread_t      thread;
+  volatile int   started;
+  volatile int   done;
+} FloorWait;
+
+#define FLOOR_SIGNAL (SIGRTMIN + 2)
+
+static void
+on_floor_signal (int signo)
+{
+}
+
+static gboolean
+on_floor_done (gpointer user_data)
+{
+  return on_glib_timeout (user_data);
+}
+
+static gpointer
+floor_waiter (gpointer data)
+{
+  FloorWait *f = data;
+
+  f->thread = pthread_self ();
+  f->started = 1;
+  if (flock (f->fd, LOCK_EX) == 0)
+    g_error ("the floor waiter got a held lock");
+  f->done = 1;
+  g_main_context_invoke (f->context, on_floor_done, f->w);
+  return NULL;
+}
+
+static gpointer
+floor_cancel_later (gpointer data)
+{
+  Canceller *c = data;
+  FloorWait *f = (FloorWait *) c->cancellable;
+
+  while (!f->started)
+    g_usleep (100);
+  g_usleep (c->delay_us);
+  c->cancelled_at = now_us ();
+  while (!f->done)
+    {
+      pthread_kill (f->thread, FLOOR_SIGNAL);
+      g_usleep (200);
+    }
+  return NULL;
+}
+
+static gint64
+cancel_floor_latency (const char *path, AsyncWait *w, gint64 delay_us)
+{
+  FloorWait f = { open (path, O_RDWR | O_CLOEXEC), NULL, w, 0, 0, 0 };
+  Canceller c = { (GCancellable *) &f, delay_us, 0 };
+  GThread *waiter, *canceller;
+
+  f.context = g_main_context_default ();
+  waiter = g_thread_new ("floor-waiter", floor_waiter, &f);
+  canceller = g_thread_new ("canceller", floor_cancel_later, &c);
+  g_main_loop_run (w->loop);
+  g_thread_join (canceller);
+  g_thread_join (waiter);
+  close (f.fd);
+  return w->done_at - c.cancelled_at;
+}
+
 static void
 bench_timeouts (void)
 {
@@ -646,6 +724,13 @@ bench_timeouts (void)
   g_autofree gint64 *source_late = g_new (gint64, rounds);
   g_autofree gint64 *poll_cancel = g_new (gint64, rounds);
   g_autofree gint64 *source_cancel = g_new (gint64, rounds);
+  g_autofree gint64 *floor_cancel = g_new (gint64, rounds);
+  struct sigaction sa = { 0 };
+
+  sa.sa_handler = on_floor_signal;
+  sigemptyset (&sa.sa_mask);
+  sa.sa_flags = 0;  /* no SA_RESTART: flock() must return EINTR */
+  sigaction (FLOOR_SIGNAL, &sa, NULL);
 
   /* Another PortaLock on the same file excludes this one exactly as
    * another process would. */
@@ -703,6 +788,8 @@ bench_timeouts (void)
       source_cancel[i] = w.done_at - canceller.cancelled_at;
       g_thread_join (thread);
       g_source_destroy (cancel_source);
+
+      floor_cancel[i] = cancel_floor_latency (path, &w, canceller.delay_us);
     }
 
   row ("4. timeout lateness, sync p50", percentile (sync_late, rounds, 0.50), "us",
@@ -721,6 +808,10 @@ bench_timeouts (void)
        "GCancellable source p50", percentile (source_cancel, rounds, 0.50), "<= 3x");
   row ("4. cancellation latency, async p99", percentile (async_cancel, rounds, 0.99), "us",
        "GCancellable source p99", percentile (source_cancel, rounds, 0.99), "<= 2x");
+  row ("4. floor: flock thread interrupted p50", percentile (floor_cancel, rounds, 0.50), "us",
+       "GCancellable source p50", percentile (source_cancel, rounds, 0.50), "");
+  row ("4. floor: flock thread interrupted p99", percentile (floor_cancel, rounds, 0.99), "us",
+       "GCancellable source p99", percentile (source_cancel, rounds, 0.99), "");
 }
 
 /* 5. Throughput under contention: 8 processes x 2000 lock/unlock */
