@@ -300,6 +300,7 @@ typedef struct
   GError    *error;
   GThread   *thread;
   gint64     finished_at;
+  char      *source_name;  /* of the source that called back */
 } AsyncResult;
 
 static void
@@ -307,6 +308,7 @@ async_result_clear (AsyncResult *data)
 {
   g_clear_pointer (&data->loop, g_main_loop_unref);
   g_clear_error (&data->error);
+  g_clear_pointer (&data->source_name, g_free);
 }
 
 static void
@@ -319,6 +321,8 @@ acquire_done_cb (GObject      *source,
   data->n_calls++;
   data->thread = g_thread_self ();
   data->finished_at = g_get_monotonic_time ();
+  g_free (data->source_name);
+  data->source_name = g_strdup (g_source_get_name (g_main_current_source ()));
   g_clear_error (&data->error);
   data->result = porta_lock_acquire_finish (PORTA_LOCK (source), result, &data->error);
   if (data->loop != NULL)
@@ -960,6 +964,10 @@ test_async_cancel (gconstpointer data)
 
   g_assert_error (result.error, G_IO_ERROR, G_IO_ERROR_CANCELLED);
   g_assert_false (result.result);
+  /* From the dispatch that ended the wait, not from the idle source,
+   * named after the task, by which GLib puts off by one main loop
+   * iteration the callback of a task whose cancellable was cancelled. */
+  g_assert_cmpstr (result.source_name, !=, "[portalock] acquire");
   g_test_message ("cancelled after %" G_GINT64_FORMAT " ms", took);
   g_assert_cmpint (took, >=, 100 - EARLY_MS);
   g_assert_cmpint (took, <=, 100 + porta_test_scale_ms (SLACK_MS));
