@@ -358,8 +358,9 @@ porta_semaphore_begin (PortaSemaphore  *self,
 typedef struct
 {
   int           timeout_ms;
+  GCancellable *cancellable;    /* the caller's, or NULL */
   GCancellable *race_cancellable;
-  gulong        chain_handler;  /* on the task's cancellable */
+  gulong        chain_handler;  /* on @cancellable */
   guint         n_running;
   int           winner;         /* the slot won, or -1 */
   GError       *error;          /* the first failure that is not the race ending */
@@ -371,6 +372,7 @@ race_free (gpointer data)
   Race *race = data;
 
   g_clear_object (&race->race_cancellable);
+  g_clear_object (&race->cancellable);
   g_clear_error (&race->error);
   g_free (race);
 }
@@ -398,7 +400,7 @@ race_finish (GTask *task)
 {
   PortaSemaphore *self = g_task_get_source_object (task);
   Race *race = g_task_get_task_data (task);
-  GCancellable *cancellable = g_task_get_cancellable (task);
+  GCancellable *cancellable = race->cancellable;
   GError *error = NULL;
 
   /* Disconnecting waits for a handler running in another thread, after
@@ -480,16 +482,17 @@ remaining_ms (gint64 deadline)
 /* Takes the reference of @task, whose callback runs in the thread-default
  * main context. */
 static void
-race_start (GTask  *task,
-            int     timeout_ms,
-            gint64  deadline)
+race_start (GTask        *task,
+            int           timeout_ms,
+            gint64        deadline,
+            GCancellable *cancellable)
 {
   PortaSemaphore *self = g_task_get_source_object (task);
-  GCancellable *cancellable = g_task_get_cancellable (task);
   Race *race = g_new0 (Race, 1);
   int slot_timeout_ms;
 
   race->timeout_ms = timeout_ms;
+  race->cancellable = cancellable != NULL ? g_object_ref (cancellable) : NULL;
   race->winner = -1;
   race->race_cancellable = g_cancellable_new ();
   race->n_running = self->max_holders;
@@ -510,19 +513,21 @@ race_start (GTask  *task,
                               race->race_cancellable, race_slot_done, task);
 }
 
+/* The task carries no cancellable, the race keeps the caller's: GLib
+ * puts off to an idle source the callback of a task whose cancellable is
+ * cancelled, a main loop iteration after the race has ended (as for
+ * porta_lock_acquire_async()). */
 static GTask *
 porta_semaphore_new_task (PortaSemaphore      *self,
                           int                  io_priority,
-                          GCancellable        *cancellable,
                           GAsyncReadyCallback  callback,
                           gpointer             user_data)
 {
-  GTask *task = g_task_new (self, cancellable, callback, user_data);
+  GTask *task = g_task_new (self, NULL, callback, user_data);
 
   g_task_set_source_tag (task, porta_semaphore_acquire_async);
   g_task_set_name (task, "[portalock] acquire semaphore");
   g_task_set_priority (task, io_priority);
-  g_task_set_check_cancellable (task, FALSE);
   return task;
 }
 
@@ -929,9 +934,8 @@ porta_semaphore_acquire (PortaSemaphore  *self,
   /* The same wait as porta_semaphore_acquire_async(), on a main context
    * that only it uses (as g_subprocess_wait() does). */
   porta_sync_init (&sync);
-  race_start (porta_semaphore_new_task (self, G_PRIORITY_DEFAULT, cancellable,
-                                        porta_sync_store, &sync),
-              timeout_ms, deadline);
+  race_start (porta_semaphore_new_task (self, G_PRIORITY_DEFAULT, porta_sync_store, &sync),
+              timeout_ms, deadline, cancellable);
   result = porta_sync_wait (&sync);
   return g_task_propagate_boolean (G_TASK (result), error);
 }
@@ -1000,13 +1004,13 @@ porta_semaphore_acquire_async (PortaSemaphore      *self,
   g_return_if_fail (timeout_ms >= -1);
   g_return_if_fail (cancellable == NULL || G_IS_CANCELLABLE (cancellable));
 
-  task = porta_semaphore_new_task (self, io_priority, cancellable, callback, user_data);
+  task = porta_semaphore_new_task (self, io_priority, callback, user_data);
 
   deadline = porta_deadline (timeout_ms);
   begun = porta_semaphore_begin (self, timeout_ms, cancellable, &error);
   if (begun == BEGIN_WAIT)
     {
-      race_start (task, timeout_ms, deadline);
+      race_start (task, timeout_ms, deadline, cancellable);
       return;
     }
 
