@@ -14,7 +14,6 @@
 
 #ifdef G_OS_UNIX
 # include <pthread.h>
-# include <sched.h>
 # include <signal.h>
 # include <time.h>
 # include <unistd.h>
@@ -186,7 +185,8 @@ typedef struct
  * be running in another thread, or about to run, when the wait has ended
  * and disconnected it. The state tells the handler whether the wait is
  * still there to interrupt, and tells the wait's end whether a handler
- * is interrupting it right now. */
+ * is interrupting it right now; the wait's end then sleeps on @cond
+ * until the handler is done. */
 enum
 {
   INTERRUPT_WAITING,
@@ -204,13 +204,19 @@ struct _PortaInterrupt
   timer_t    timer;
   int        signo;
   GSource   *wake;
+  GMutex     lock;        /* for @cond, and for @state to leave INTERRUPTING */
+  GCond      cond;
 };
 
 static void
 interrupt_unref (PortaInterrupt *in)
 {
   if (g_atomic_int_dec_and_test (&in->ref_count))
-    g_free (in);
+    {
+      g_mutex_clear (&in->lock);
+      g_cond_clear (&in->cond);
+      g_free (in);
+    }
 }
 
 static void
@@ -240,7 +246,10 @@ on_cancelled (GCancellable *cancellable,
   if (in->wake != NULL)
     g_source_set_ready_time (in->wake, 0);
   arm_timer (in->timer, 0, (struct timespec) { 0, INTERRUPT_INTERVAL_NS });
+  g_mutex_lock (&in->lock);
   g_atomic_int_set (&in->state, INTERRUPT_INTERRUPTED);
+  g_cond_signal (&in->cond);
+  g_mutex_unlock (&in->lock);
 }
 
 static gboolean
@@ -342,6 +351,8 @@ kernel_wait_block (PortaKernelWait        *kw,
 
       in->ref_count = 2;
       in->state = INTERRUPT_WAITING;
+      g_mutex_init (&in->lock);
+      g_cond_init (&in->cond);
       in->thread = pthread_self ();
       in->timer = kw->timer;
       in->signo = kw->signo;
@@ -400,9 +411,14 @@ kernel_wait_block (PortaKernelWait        *kw,
 }
 
 /* Once the state is ended, no handler touches the timer or the thread:
- * one that was interrupting is waited for (a few system calls), one that
- * comes later does nothing. A signal the timer sent is delivered no later
- * than the return of timer_settime(), while it is still unblocked here. */
+ * one that was interrupting is waited for, one that comes later does
+ * nothing. The wait sleeps, not spins: the handler has only a few system
+ * calls left, but its thread can be stopped for milliseconds (a VM's host
+ * preempting its vCPU was traced doing it for 3.6 ms), and a spinning
+ * thread keeps its CPU from going idle and taking over the main context's
+ * thread queued behind the stopped one, so the callback waited as long.
+ * A signal the timer sent is delivered no later than the return of
+ * timer_settime(), while it is still unblocked here. */
 static void
 kernel_wait_end (PortaKernelWait *kw)
 {
@@ -412,9 +428,14 @@ kernel_wait_end (PortaKernelWait *kw)
     {
       PortaInterrupt *in = kw->interrupt;
 
-      while (!g_atomic_int_compare_and_exchange (&in->state, INTERRUPT_WAITING, INTERRUPT_ENDED) &&
-             !g_atomic_int_compare_and_exchange (&in->state, INTERRUPT_INTERRUPTED, INTERRUPT_ENDED))
-        sched_yield ();
+      if (!g_atomic_int_compare_and_exchange (&in->state, INTERRUPT_WAITING, INTERRUPT_ENDED))
+        {
+          g_mutex_lock (&in->lock);
+          while (g_atomic_int_get (&in->state) == INTERRUPT_INTERRUPTING)
+            g_cond_wait (&in->cond, &in->lock);
+          g_atomic_int_set (&in->state, INTERRUPT_ENDED);
+          g_mutex_unlock (&in->lock);
+        }
       g_signal_handler_disconnect (kw->cancellable, kw->handler);
       g_clear_object (&kw->cancellable);
       g_clear_pointer (&kw->interrupt, interrupt_unref);
