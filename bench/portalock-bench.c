@@ -640,9 +640,11 @@ typedef struct
   int            fd;
   GMainContext  *context;
   AsyncWait     *w;
+  gint64         delay_us;
+  gint64         cancelled_at;
   pthread_t      thread;
-  volatile int   started;
-  volatile int   done;
+  int            started;  /* atomic */
+  int            done;     /* atomic */
 } FloorWait;
 
 #define FLOOR_SIGNAL (SIGRTMIN + 2)
@@ -664,10 +666,10 @@ floor_waiter (gpointer data)
   FloorWait *f = data;
 
   f->thread = pthread_self ();
-  f->started = 1;
-  if (flock (f->fd, LOCK_EX) == 0)
-    g_error ("the floor waiter got a held lock");
-  f->done = 1;
+  g_atomic_int_set (&f->started, 1);
+  if (flock (f->fd, LOCK_EX) != -1 || errno != EINTR)
+    g_error ("the floor waiter's flock() was not interrupted: %s", g_strerror (errno));
+  g_atomic_int_set (&f->done, 1);
   g_main_context_invoke (f->context, on_floor_done, f->w);
   return NULL;
 }
@@ -675,14 +677,13 @@ floor_waiter (gpointer data)
 static gpointer
 floor_cancel_later (gpointer data)
 {
-  Canceller *c = data;
-  FloorWait *f = (FloorWait *) c->cancellable;
+  FloorWait *f = data;
 
-  while (!f->started)
+  while (!g_atomic_int_get (&f->started))
     g_usleep (100);
-  g_usleep (c->delay_us);
-  c->cancelled_at = now_us ();
-  while (!f->done)
+  g_usleep (f->delay_us);
+  f->cancelled_at = now_us ();
+  while (!g_atomic_int_get (&f->done))
     {
       pthread_kill (f->thread, FLOOR_SIGNAL);
       g_usleep (200);
@@ -693,18 +694,18 @@ floor_cancel_later (gpointer data)
 static gint64
 cancel_floor_latency (const char *path, AsyncWait *w, gint64 delay_us)
 {
-  FloorWait f = { open (path, O_RDWR | O_CLOEXEC), NULL, w, 0, 0, 0 };
-  Canceller c = { (GCancellable *) &f, delay_us, 0 };
+  FloorWait f = { open (path, O_RDWR | O_CLOEXEC), g_main_context_default (), w, delay_us, };
   GThread *waiter, *canceller;
 
-  f.context = g_main_context_default ();
+  if (f.fd < 0)
+    g_error ("open %s: %s", path, g_strerror (errno));
   waiter = g_thread_new ("floor-waiter", floor_waiter, &f);
-  canceller = g_thread_new ("canceller", floor_cancel_later, &c);
+  canceller = g_thread_new ("canceller", floor_cancel_later, &f);
   g_main_loop_run (w->loop);
   g_thread_join (canceller);
   g_thread_join (waiter);
   close (f.fd);
-  return w->done_at - c.cancelled_at;
+  return w->done_at - f.cancelled_at;
 }
 
 /* 300 rounds, so that a p99 is the third-worst sample of a run, not the
