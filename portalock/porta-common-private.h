@@ -13,6 +13,20 @@ G_BEGIN_DECLS
  * and 0 (try once) have none, and give -1. */
 gint64       porta_deadline             (int                  timeout_ms);
 
+/* The GTask of a file lock's async call, with @source_tag, @name and
+ * @io_priority set. It never carries the caller's cancellable: the wait
+ * decides the result (a wait cancelled before it ended never holds the
+ * lock, and a lock taken is never reported cancelled, which would keep it
+ * from everyone), and GLib puts off by one main loop iteration the
+ * callback of a task whose cancellable is cancelled, which made a
+ * cancellation's latency half as long again. */
+GTask       *porta_task_new             (gpointer             source_object,
+                                         gpointer             source_tag,
+                                         const char          *name,
+                                         int                  io_priority,
+                                         GAsyncReadyCallback  callback,
+                                         gpointer             user_data);
+
 /* How a lock names its file in messages: the display name of its path, or
  * the parse name of a file without one. */
 char        *porta_file_display_name    (GFile               *file);

@@ -16,6 +16,22 @@ porta_deadline (int timeout_ms)
   return timeout_ms > 0 ? g_get_monotonic_time () + (gint64) timeout_ms * 1000 : -1;
 }
 
+GTask *
+porta_task_new (gpointer             source_object,
+                gpointer             source_tag,
+                const char          *name,
+                int                  io_priority,
+                GAsyncReadyCallback  callback,
+                gpointer             user_data)
+{
+  GTask *task = g_task_new (source_object, NULL, callback, user_data);
+
+  g_task_set_source_tag (task, source_tag);
+  g_task_set_name (task, name);
+  g_task_set_priority (task, io_priority);
+  return task;
+}
+
 char *
 porta_file_display_name (GFile *file)
 {

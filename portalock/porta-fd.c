@@ -293,11 +293,8 @@ porta_fd_lock_async (int                  fd,
   g_return_if_fail (cancellable == NULL || G_IS_CANCELLABLE (cancellable));
 
   porta_i18n_init ();
-  /* No cancellable on the task: see porta_lock_acquire_async(). */
-  task = g_task_new (NULL, NULL, callback, user_data);
-  g_task_set_source_tag (task, porta_fd_lock_async);
-  g_task_set_name (task, "[portalock] lock descriptor");
-  g_task_set_priority (task, io_priority);
+  task = porta_task_new (NULL, porta_fd_lock_async, "[portalock] lock descriptor", io_priority,
+                         callback, user_data);
 
   fl = g_new0 (FdLock, 1);
   g_task_set_task_data (task, fl, fd_lock_free);

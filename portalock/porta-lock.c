@@ -905,16 +905,8 @@ porta_lock_acquire_async (PortaLock           *self,
   g_return_if_fail (timeout_ms >= -1);
   g_return_if_fail (cancellable == NULL || G_IS_CANCELLABLE (cancellable));
 
-  /* The waiter decides the result: a wait cancelled before it ended never
-   * holds the lock, and a lock taken is never reported as cancelled (that
-   * would keep it from everyone until the PortaLock is disposed). So the
-   * task has no cancellable: GTask would also put off the callback of a
-   * task whose cancellable is cancelled to another iteration of the main
-   * loop, which made a cancellation's latency half as long again. */
-  task = g_task_new (self, NULL, callback, user_data);
-  g_task_set_source_tag (task, porta_lock_acquire_async);
-  g_task_set_name (task, "[portalock] acquire");
-  g_task_set_priority (task, io_priority);
+  task = porta_task_new (self, porta_lock_acquire_async, "[portalock] acquire", io_priority,
+                         callback, user_data);
 
   if (porta_lock_is_reentry (self))
     {
@@ -1229,11 +1221,8 @@ porta_lock_convert_async (PortaLock           *self,
   g_return_if_fail (timeout_ms >= -1);
   g_return_if_fail (cancellable == NULL || G_IS_CANCELLABLE (cancellable));
 
-  /* No cancellable on the task: see porta_lock_acquire_async(). */
-  task = g_task_new (self, NULL, callback, user_data);
-  g_task_set_source_tag (task, porta_lock_convert_async);
-  g_task_set_name (task, "[portalock] convert");
-  g_task_set_priority (task, io_priority);
+  task = porta_task_new (self, porta_lock_convert_async, "[portalock] convert", io_priority,
+                         callback, user_data);
 
   check = porta_lock_check_convert (self, mode, &error);
   if (check < 0)

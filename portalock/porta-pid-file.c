@@ -595,12 +595,9 @@ porta_pid_file_acquire_async (PortaPidFile        *self,
   g_return_if_fail (cancellable == NULL || G_IS_CANCELLABLE (cancellable));
 
   /* A lock that was taken is reported as taken, even if the cancellable
-   * was cancelled too late to stop it, and the task has no cancellable:
-   * see porta_lock_acquire_async(). */
-  task = g_task_new (self, NULL, callback, user_data);
-  g_task_set_source_tag (task, porta_pid_file_acquire_async);
-  g_task_set_name (task, "[portalock] acquire PID file");
-  g_task_set_priority (task, io_priority);
+   * was cancelled too late to stop it (see porta_task_new()). */
+  task = porta_task_new (self, porta_pid_file_acquire_async, "[portalock] acquire PID file",
+                         io_priority, callback, user_data);
 
   if (!porta_pid_file_check_not_held (self, &error))
     {

@@ -513,22 +513,16 @@ race_start (GTask        *task,
                               race->race_cancellable, race_slot_done, task);
 }
 
-/* The task carries no cancellable, the race keeps the caller's: GLib
- * puts off to an idle source the callback of a task whose cancellable is
- * cancelled, a main loop iteration after the race has ended (as for
- * porta_lock_acquire_async()). */
+/* The task carries no cancellable (see porta_task_new()); the race
+ * keeps the caller's. */
 static GTask *
 porta_semaphore_new_task (PortaSemaphore      *self,
                           int                  io_priority,
                           GAsyncReadyCallback  callback,
                           gpointer             user_data)
 {
-  GTask *task = g_task_new (self, NULL, callback, user_data);
-
-  g_task_set_source_tag (task, porta_semaphore_acquire_async);
-  g_task_set_name (task, "[portalock] acquire semaphore");
-  g_task_set_priority (task, io_priority);
-  return task;
+  return porta_task_new (self, porta_semaphore_acquire_async, "[portalock] acquire semaphore",
+                         io_priority, callback, user_data);
 }
 
 static void
