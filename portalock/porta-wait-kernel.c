@@ -258,12 +258,6 @@ kernel_wait_cancelled (PortaKernelWait *kw)
   return kw->interrupt != NULL && g_atomic_int_get (&kw->interrupt->cancelled);
 }
 
-static struct timespec
-timespec_from_us (gint64 us)
-{
-  return (struct timespec) { us / G_USEC_PER_SEC, (us % G_USEC_PER_SEC) * 1000 };
-}
-
 /* Looks up who holds the lock for the timeout's message, with the
  * interrupt signal blocked so that the reads of /proc are not cut short;
  * a signal sent meanwhile is delivered when it is unblocked again. */
@@ -337,7 +331,7 @@ kernel_wait_block (PortaKernelWait        *kw,
   if (deadline >= 0)
     {
       spin_at = deadline - DEADLINE_SPIN_US;
-      arm_timer (kw->timer, TIMER_ABSTIME, timespec_from_us (lookup_at >= 0 ? lookup_at : spin_at));
+      arm_timer (kw->timer, TIMER_ABSTIME, porta_timespec_from_us (lookup_at >= 0 ? lookup_at : spin_at));
     }
   if (cancellable != NULL)
     {
@@ -385,7 +379,7 @@ kernel_wait_block (PortaKernelWait        *kw,
           lookup_at = -1;
           g_free (*holder);
           *holder = describe_holder (lf, ops, &kw->set);
-          arm_timer (kw->timer, TIMER_ABSTIME, timespec_from_us (spin_at));
+          arm_timer (kw->timer, TIMER_ABSTIME, porta_timespec_from_us (spin_at));
           continue;
         }
       if (spin_at >= 0 && now >= spin_at)

@@ -23,6 +23,7 @@
 #ifdef G_OS_UNIX
 # include <pthread.h>
 # include <sched.h>
+# include <time.h>
 #endif
 #ifdef G_OS_WIN32
 # include <windows.h>
@@ -121,6 +122,14 @@ porta_async_wait_free (PortaAsyncWait *w)
 }
 
 #ifdef G_OS_UNIX
+/* A time in monotonic microseconds (g_get_monotonic_time() reads
+ * CLOCK_MONOTONIC on Linux) for an absolute timer. */
+static inline struct timespec
+porta_timespec_from_us (gint64 us)
+{
+  return (struct timespec) { us / G_USEC_PER_SEC, (us % G_USEC_PER_SEC) * 1000 };
+}
+
 /* In @w's waiter thread, once its result (and holder) is final: tells the
  * main context, which may run the callback while the thread ends the
  * wait. The context's thread was often woken on this CPU (by the same

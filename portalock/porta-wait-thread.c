@@ -235,16 +235,12 @@ thread_wait_main (void *data)
 static void
 thread_wait_add_deadline (PortaAsyncWait *w)
 {
-  struct itimerspec its = { 0 };
-  gint64 at = w->deadline - EARLY_WAKE_US;
+  struct itimerspec its = { { 0, 0 }, porta_timespec_from_us (w->deadline - EARLY_WAKE_US) };
   int fd;
 
   fd = timerfd_create (CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
   if (fd < 0)
     return;
-  /* g_get_monotonic_time() reads CLOCK_MONOTONIC on Linux. */
-  its.it_value.tv_sec = at / G_USEC_PER_SEC;
-  its.it_value.tv_nsec = (at % G_USEC_PER_SEC) * 1000;
   if (timerfd_settime (fd, TFD_TIMER_ABSTIME, &its, NULL) != 0)
     {
       close (fd);
