@@ -82,7 +82,7 @@ porta_attempt_run (const PortaAttemptOps  *ops,
   for (;;)
     {
       PortaTry tr = ops->try_once (owner, timeout_ms < 0 && cancellable == NULL, error);
-      g_autofree char *holder = NULL;
+      char *holder = NULL;
       PortaHolderUnknown unknown = PORTA_HOLDER_NOT_TOLD;
       const PortaBackendOps *backend;
       const PortaLockFile *lf;
@@ -108,8 +108,13 @@ porta_attempt_run (const PortaAttemptOps  *ops,
       if (r != 0)
         {
           ops->fail (owner, r, timeout_ms, holder, unknown, error);
+          g_free (holder);
           return FALSE;
         }
+      /* Only a wait that timed out names a holder. Not g_autofree: a call
+       * to g_free (NULL) on the way out of every hand-off is two more
+       * libraries' code for a waiter just woken with cold caches. */
+      g_assert (holder == NULL);
       tr = attempt_check (ops, owner, error);
       if (tr == PORTA_TRY_ERROR)
         return FALSE;

@@ -821,7 +821,10 @@ porta_lock_acquire (PortaLock     *self,
   if (!porta_attempt_run (&acquire_ops, self, timeout_ms, cancellable, error))
     return FALSE;
 
-  porta_lock_set_held (self, TRUE, g_thread_self ());
+  /* Only a reentrant lock needs its owner, and a waiter just woken has
+   * its caches cold: g_thread_self() is not free then. */
+  porta_lock_set_held (self, TRUE,
+                       (self->flags & PORTA_LOCK_FLAGS_REENTRANT) ? g_thread_self () : NULL);
   return TRUE;
 }
 
