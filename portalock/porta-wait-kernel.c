@@ -25,6 +25,14 @@
 #ifdef HAVE_KERNEL_WAIT
 
 #define INTERRUPT_INTERVAL_NS (200 * 1000)
+/* How long after a cancellation's own signal the timer first repeats it,
+ * for the rare signal that lands just before the thread enters the lock
+ * call: later than the next scheduler tick of a busy CPU (4 ms at
+ * HZ=250), so that the timer is not the CPU's next event. Arming or
+ * cancelling the next event reprograms the CPU's timer device, which on
+ * a VM is an exit to the host: 8 us here, paid by the canceller after its
+ * signal and again by the interrupted waiter, before it can return. */
+#define CANCEL_REPEAT_NS          (5 * 1000 * 1000)
 #define HOLDER_LOOKUP_BEFORE_US   (50 * 1000)
 #define HOLDER_LOOKUP_MIN_WAIT_US (100 * 1000)
 /* How long before its deadline a wait stops blocking and tries the lock
@@ -245,7 +253,7 @@ on_cancelled (GCancellable *cancellable,
    * source's whole latency on a VM. */
   if (in->wake != NULL)
     g_source_set_ready_time (in->wake, 0);
-  arm_timer (in->timer, 0, (struct timespec) { 0, INTERRUPT_INTERVAL_NS });
+  arm_timer (in->timer, 0, (struct timespec) { 0, CANCEL_REPEAT_NS });
   g_mutex_lock (&in->lock);
   g_atomic_int_set (&in->state, INTERRUPT_INTERRUPTED);
   g_cond_signal (&in->cond);

@@ -28,7 +28,8 @@
  * which the wait tries without blocking until the deadline, and at once,
  * by pthread_kill(), when the cancellable fires. The timer keeps firing
  * every INTERRUPT_INTERVAL_NS until the wait ends, because a signal that
- * lands just before the thread enters the lock call is lost. An async
+ * lands just before the thread enters the lock call is lost (after a
+ * cancellation, from CANCEL_REPEAT_NS on: porta-wait-kernel.c). An async
  * wait's main context is woken for the deadline and the cancellation at
  * the same time as the thread, not by it (porta-wait-thread.c).
  *
